@@ -1,0 +1,1 @@
+"""Everything that speaks AMI: the pure framer/parser and the live connection."""

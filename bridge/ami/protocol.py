@@ -1,0 +1,61 @@
+"""panoramisk's AMI protocol with our own bytes-level framer underneath.
+
+panoramisk keeps the connection, login, actions and reconnects; its own parser drops
+UTF-8 characters split across reads and values of empty trailing headers (see
+shared/spec/libraries-facts.md), and runs every registered pattern on every event.
+:class:`StreamProtocol` replaces ``data_received``: bytes go through
+:class:`bridge.ami.message.Framer`, every block (responses included) is handed, raw and
+in order, to one synchronous ``sink``, and only action responses are given back to
+panoramisk so its futures resolve. Events never go through panoramisk's dispatch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from panoramisk.ami_protocol import AMIProtocol
+from panoramisk.message import Message as PanoramiskMessage
+
+from bridge.ami.message import Framer, Message, is_banner, parse
+
+#: ``sink(raw_block, parsed)``: called for every block after the banner, in order.
+Sink = Callable[[bytes, Message], None]
+
+
+class StreamProtocol(AMIProtocol):  # type: ignore[misc]
+    """An AMIProtocol whose input is framed by us and handed to a sink."""
+
+    def __init__(self, sink: Sink) -> None:
+        super().__init__()
+        self._sink = sink
+        self._framer = Framer()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._framer = Framer()
+
+    def data_received(self, data: bytes) -> None:
+        for block in self._framer.feed(data):
+            if is_banner(block):
+                if self.version is None:
+                    self.version = block.decode("utf-8", "replace").partition("/")[2].strip()
+                continue
+            msg = parse(block)
+            self._sink(block, msg)
+            if "Response" in msg.first:
+                self._to_panoramisk(block)
+            elif msg.event == "Shutdown":
+                # Asterisk closes the socket right after; let panoramisk reconnect.
+                self.connection_lost(None)
+
+    def _to_panoramisk(self, block: bytes) -> None:
+        pm = PanoramiskMessage.from_line(block.decode("utf-8", "replace").strip())
+        if pm is not None:
+            self.handle_message(pm)
+
+
+def protocol_factory(sink: Sink) -> Callable[[], Any]:
+    """A ``protocol_factory`` for ``panoramisk.Manager`` feeding ``sink``."""
+    return lambda: StreamProtocol(sink)

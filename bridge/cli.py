@@ -1,0 +1,78 @@
+"""The ``ami-bridge`` command line: one sub-command per job."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import Sequence
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    from bridge.record import RecordError, record
+
+    secret = args.secret if args.secret is not None else os.environ.get("AMI_SECRET")
+    if secret is None:
+        print("ami-bridge record: no AMI secret: pass --secret or set AMI_SECRET", file=sys.stderr)
+        return 2
+    try:
+        with open(args.output, "wb") as out:
+            rec = asyncio.run(
+                record(
+                    args.host,
+                    args.port,
+                    args.username,
+                    secret,
+                    out,
+                    duration=args.duration,
+                    until_idle=args.until_idle,
+                )
+            )
+    except RecordError as err:
+        print(f"ami-bridge record: {err} ({args.host}:{args.port}, user {args.username!r})", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"ami-bridge record: stopped; stream kept in {args.output}", file=sys.stderr)
+        return 0
+    print(f"recorded {rec.events} events ({rec.bytes} bytes) to {args.output}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ami-bridge",
+        description="Asterisk AMI events turned into Telphin extension events.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    rec = sub.add_parser(
+        "record",
+        help="record the raw AMI stream of a PBX to a file (for fixtures and bug reports)",
+        description=(
+            "Log in to AMI and write every byte Asterisk sends after the login response to "
+            "OUTPUT, until Ctrl-C, --duration, or --until-idle."
+        ),
+    )
+    rec.add_argument("-o", "--output", required=True, help="file to write (e.g. fixtures/NAME.ami)")
+    rec.add_argument("--host", default="127.0.0.1")
+    rec.add_argument("--port", type=int, default=5038)
+    rec.add_argument("--username", default="bridge")
+    rec.add_argument("--secret", help="AMI secret (default: $AMI_SECRET)")
+    rec.add_argument("--duration", type=float, help="stop after this many seconds")
+    rec.add_argument(
+        "--until-idle",
+        type=float,
+        metavar="SECONDS",
+        help="stop once a call was seen and no channel is up and no event came for SECONDS",
+    )
+    rec.set_defaults(func=_cmd_record)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with contextlib.suppress(BrokenPipeError):
+        return int(args.func(args))
+    return 1
