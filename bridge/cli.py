@@ -8,6 +8,10 @@ import contextlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bridge.config import Config
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
@@ -40,6 +44,48 @@ def _cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load(path: str) -> Config | None:
+    from bridge.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return None
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    kinds = {t: sum(1 for e in config.extensions if e.type == t) for t in ("phone", "queue", "ivr")}
+    print(
+        f"{args.config}: OK ({kinds['phone']} phones, {kinds['queue']} queues, {kinds['ivr']} IVRs, "
+        f"{len(config.trunks)} trunks; AMI {config.ami.username}@{config.ami.host}:{config.ami.port})"
+    )
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bridge.replay import replay_files, to_json_line
+
+    config = _load(args.config)
+    if config is None:
+        return 1
+    paths = [Path(p) for p in args.files]
+    for p in paths:
+        if not p.is_file():
+            print(f"ami-bridge replay: {p}: no such file", file=sys.stderr)
+            return 1
+    out = sys.stdout
+    for item in replay_files(config, paths):
+        out.write(to_json_line(item) + "\n")
+    out.flush()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ami-bridge",
@@ -68,6 +114,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop once a call was seen and no channel is up and no event came for SECONDS",
     )
     rec.set_defaults(func=_cmd_record)
+
+    rp = sub.add_parser(
+        "replay",
+        help="translate recorded AMI streams and print the events as JSON lines",
+        description=(
+            "Feed FILE.ami (several files are one stream, in order) through the translator the "
+            "daemon uses; print one JSON object per event: "
+            '{"extension_id": N, "event": {...}}. Same input, same output.'
+        ),
+    )
+    rp.add_argument("files", nargs="+", metavar="FILE.ami")
+    rp.add_argument("--config", required=True, metavar="CONFIG.yaml")
+    rp.set_defaults(func=_cmd_replay)
+
+    cc = sub.add_parser("check-config", help="validate a configuration file")
+    cc.add_argument("config", metavar="CONFIG.yaml")
+    cc.set_defaults(func=_cmd_check_config)
     return parser
 
 

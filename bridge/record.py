@@ -80,9 +80,10 @@ class Recorder:
         self.events += 1
         self.last_event_at = self._loop.time()
         uid = msg.get("Uniqueid")
-        if event == "Newchannel" and uid and not msg.get("Channel", "").startswith("Message/"):
+        channel = msg.first.get("Channel", "")
+        if event == "Newchannel" and uid and not channel.startswith("Message/"):
             self.channels.add(uid)
-            self.names[uid] = msg.get("Channel", "")
+            self.names[uid] = channel
         elif event == "Hangup" and uid:
             self.channels.discard(uid)
 

@@ -29,9 +29,9 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
+import sippgen  # noqa: E402
 from panoramisk import Manager  # noqa: E402
 
-import sippgen  # noqa: E402
 from bridge.ami.message import parse, split_stream  # noqa: E402
 from bridge.record import Recorder  # noqa: E402
 
@@ -58,7 +58,7 @@ class Agent:
 class Lab:
     """What a scenario can do: start sipp agents, place calls, send AMI actions."""
 
-    def __init__(self, rec: Recorder, ami: Manager) -> None:
+    def __init__(self, rec: Recorder | None, ami: Manager) -> None:
         self.rec = rec
         self.ami = ami
         self.agents: list[Agent] = []
@@ -79,8 +79,23 @@ class Lab:
         if uac:
             args += ["127.0.0.1:15060", "-m", "1", "-timeout", "120", "-timeout_error"]
         args += [
-            "-sf", path, "-i", ip, "-p", str(port), "-mi", ip, "-mp", str(media), "-cp", str(control),
-            "-nostdin", "-aa", "-trace_err", "-error_file", f"{RUN_DIR}/{name}.errors.log",
+            "-sf",
+            path,
+            "-i",
+            ip,
+            "-p",
+            str(port),
+            "-mi",
+            ip,
+            "-mp",
+            str(media),
+            "-cp",
+            str(control),
+            "-nostdin",
+            "-aa",
+            "-trace_err",
+            "-error_file",
+            f"{RUN_DIR}/{name}.errors.log",
             "-skip_rlimit",
         ]
         with open(log, "wb") as out:
@@ -91,21 +106,24 @@ class Lab:
         pidfile.write_text(str(proc.pid))
         agent = Agent(name, proc, pidfile, log)
         self.agents.append(agent)
+        if not uac:
+            # an agent that cannot load its scenario or bind its port exits at once
+            await asyncio.sleep(0.3)
+            if proc.returncode is not None:
+                tail = log.read_text(errors="replace")[-1500:]
+                raise ScenarioError(f"sipp {name} exited {proc.returncode} at start:\n{tail}")
         return agent
 
     async def phone(self, ext: str, action: str = "answer", **kw: object) -> None:
         """Phone ``ext`` answers the calls Asterisk sends it (see sippgen.uas)."""
         await self._sipp(f"uas-{ext}", sippgen.uas(ext, action, **kw), "127.0.0.1", 16000 + int(ext), False)
-        await asyncio.sleep(0.3)
 
     async def carrier(self, action: str = "answer", **kw: object) -> None:
         """The carrier answers calls sent to the trunk."""
         await self._sipp("uas-carrier", sippgen.uas("carrier", action, **kw), CARRIER_IP, 15070, False)
-        await asyncio.sleep(0.3)
 
     async def message_phone(self, ext: str) -> None:
         await self._sipp(f"msg-{ext}", sippgen.message_uas(ext), "127.0.0.1", 16000 + int(ext), False)
-        await asyncio.sleep(0.3)
 
     def call(self, ext: str, name: str, target: str, **kw: object) -> Awaitable[None]:
         """Phone ``ext`` calls ``target``; await the result to wait for the call's end."""
@@ -118,8 +136,9 @@ class Lab:
         return self._run_uac(f"uac-carrier-{did}", xml, CARRIER_IP, 15071)
 
     def message(self, ext: str, name: str, target: str, text: str) -> Awaitable[None]:
-        return self._run_uac(f"msg-{ext}-{target}", sippgen.message_uac(ext, name, target, text),
-                             "127.0.0.1", 17000 + int(ext))
+        return self._run_uac(
+            f"msg-{ext}-{target}", sippgen.message_uac(ext, name, target, text), "127.0.0.1", 17000 + int(ext)
+        )
 
     async def _run_uac(self, name: str, xml: str, ip: str, port: int) -> None:
         agent = await self._sipp(name, xml, ip, port, True)
@@ -131,7 +150,9 @@ class Lab:
 
     async def action(self, **fields: str) -> dict[str, str]:
         """Send an AMI action on the lab's own connection; raise if refused."""
-        resp = await self.ami.send_action(dict(fields))
+        # as_list=False: panoramisk would otherwise wait for more messages after any
+        # "... successfully queued" answer (Atxfer, Originate) and never return.
+        resp = await self.ami.send_action(dict(fields), as_list=False)
         if isinstance(resp, list):
             resp = resp[0]
         if resp.get("Response") == "Error":
@@ -144,6 +165,8 @@ class Lab:
     async def channel(self, prefix: str, timeout: float = 10.0) -> str:
         """Wait for a live channel whose name starts with ``prefix``."""
         deadline = time.monotonic() + timeout
+        if self.rec is None:
+            raise ScenarioError("this Lab has no recorder to find channels with")
         while time.monotonic() < deadline:
             name = self.rec.live_channel(prefix)
             if name:
@@ -231,7 +254,10 @@ async def inbound_did_recorded(lab: Lab) -> None:
     which answers after 1 s; the caller talks (audio) and hangs up after 4 s."""
     await lab.phone("101", ring_ms=1000, audio=True)
     await lab.inbound(
-        "+74957654321", "74951230001", hold_ms=4000, audio=True,
+        "+74957654321",
+        "74951230001",
+        hold_ms=4000,
+        audio=True,
         headers={
             "Diversion": "<sip:+74951112233@carrier.example>;reason=unconditional",
             "Client-Api-Id": "crm-4711-Az",
@@ -312,8 +338,8 @@ async def forward_external_internal(lab: Lab) -> None:
 
 @scenario
 async def outbound_external(lab: Lab) -> None:
-    """101 calls +79161234567 through the trunk (ANI +74951230000 set by a pre-dial
-    handler); the carrier answers after 2 s; 101 hangs up after 3 s."""
+    """101 calls +79161234567 through the trunk (the dialplan presents ANI
+    +74951230000); the carrier answers after 2 s; 101 hangs up after 3 s."""
     await lab.carrier(ring_ms=2000)
     await lab.call("101", "Anna", EXTERNAL, hold_ms=3000)
 
@@ -327,9 +353,16 @@ async def callback_answered(lab: Lab) -> None:
     await lab.phone("101", ring_ms=1000)
     await lab.carrier(ring_ms=1000, hold_ms=3000)
     await lab.action(
-        Action="Originate", Channel="PJSIP/101", Context="callback", Exten="+79817654321",
-        Priority="1", CallerID='"Callback" <+79817654321>', Timeout="15000", Async="true",
-        ChannelId="cb-0001-owner", Variable=["__CALLBACKID=cb-0001", "__TAG=campaign-7"],  # type: ignore[arg-type]
+        Action="Originate",
+        Channel="PJSIP/101",
+        Context="callback",
+        Exten="+79817654321",
+        Priority="1",
+        CallerID='"Callback" <+79817654321>',
+        Timeout="15000",
+        Async="true",
+        ChannelId="cb-0001-owner",
+        Variable=["__CALLBACKID=cb-0001", "__TAG=campaign-7"],  # type: ignore[arg-type]
     )
 
 
@@ -340,9 +373,16 @@ async def callback_unanswered(lab: Lab) -> None:
     (OriginateResponse Failure); the destination is never dialed."""
     await lab.phone("101", "ring")
     await lab.action(
-        Action="Originate", Channel="PJSIP/101", Context="callback", Exten="+79817654321",
-        Priority="1", CallerID='"Callback" <+79817654321>', Timeout="6000", Async="true",
-        ChannelId="cb-0002-owner", Variable=["__CALLBACKID=cb-0002", "__TAG=campaign-7"],  # type: ignore[arg-type]
+        Action="Originate",
+        Channel="PJSIP/101",
+        Context="callback",
+        Exten="+79817654321",
+        Priority="1",
+        CallerID='"Callback" <+79817654321>',
+        Timeout="6000",
+        Async="true",
+        ChannelId="cb-0002-owner",
+        Variable=["__CALLBACKID=cb-0002", "__TAG=campaign-7"],  # type: ignore[arg-type]
     )
 
 
@@ -375,8 +415,9 @@ async def blind_transfer_ami(lab: Lab) -> None:
     call = asyncio.ensure_future(lab.call("101", "Anna", "102", hold_ms=None))
     chan = await lab.channel("PJSIP/102-")
     await asyncio.sleep(3.0)
-    await lab.action(Action="BlindTransfer", Channel=await lab.channel("PJSIP/101-"),
-                     Context="phones", Exten="103")
+    await lab.action(
+        Action="BlindTransfer", Channel=await lab.channel("PJSIP/101-"), Context="phones", Exten="103"
+    )
     del chan
     await call
 
@@ -442,15 +483,31 @@ def summarize(data: bytes) -> str:
             first_ts = first_ts or float(ts)
             last_ts = float(ts)
         if ev == "Newchannel" and not msg.get("Channel", "").startswith("Message/"):
-            lines.append(f"- new channel `{msg.get('Channel')}` ({msg.get('CallerIDNum')} -> {msg.get('Exten')})")
+            lines.append(
+                f"- new channel `{msg.get('Channel')}` ({msg.get('CallerIDNum')} -> {msg.get('Exten')})"
+            )
         elif ev == "DialEnd":
-            lines.append(f"- DialEnd `{msg.get('Channel', '(originate)')}` -> `{msg.get('DestChannel')}`: "
-                         f"{msg.get('DialStatus')}")
+            lines.append(
+                f"- DialEnd `{msg.get('Channel', '(originate)')}` -> `{msg.get('DestChannel')}`: "
+                f"{msg.get('DialStatus')}"
+            )
         elif ev == "Hangup":
-            lines.append(f"- hangup `{msg.get('Channel')}`: cause {msg.get('Cause')} ({msg.get('Cause-txt')})")
-        elif ev in ("BlindTransfer", "AttendedTransfer", "OriginateResponse", "UserEvent",
-                    "QueueCallerJoin", "QueueCallerAbandon", "AgentConnect", "AgentComplete",
-                    "MessageWaiting", "LocalOptimizationBegin", "LocalOptimizationEnd"):
+            lines.append(
+                f"- hangup `{msg.get('Channel')}`: cause {msg.get('Cause')} ({msg.get('Cause-txt')})"
+            )
+        elif ev in (
+            "BlindTransfer",
+            "AttendedTransfer",
+            "OriginateResponse",
+            "UserEvent",
+            "QueueCallerJoin",
+            "QueueCallerAbandon",
+            "AgentConnect",
+            "AgentComplete",
+            "MessageWaiting",
+            "LocalOptimizationBegin",
+            "LocalOptimizationEnd",
+        ):
             detail = {
                 "BlindTransfer": "Result",
                 "AttendedTransfer": "DestType",
@@ -469,8 +526,7 @@ def summarize(data: bytes) -> str:
 
 async def record_one(name: str, out_dir: Path) -> Path:
     fn = SCENARIOS[name]
-    ami = Manager(host=AMI[0], port=AMI[1], username="lab", secret="lab-secret",
-                  ping_delay=3600, events="off")
+    ami = Manager(host=AMI[0], port=AMI[1], username="lab", secret="lab-secret", ping_delay=3600, events="on")
     ami.connect()
     for _ in range(100):
         if ami.authenticated:
@@ -499,14 +555,18 @@ async def record_one(name: str, out_dir: Path) -> Path:
     tmp.replace(path)
     doc = (fn.__doc__ or "").strip()
     doc = " ".join(line.strip() for line in doc.splitlines())
-    md = (f"# {name}\n\nRecorded from the lab's Asterisk with `make lab-record NAME={name}`"
-          f" (lab/driver.py).\n\n## What happened\n\n{doc}\n\n## What the stream shows\n\n{summarize(data)}")
+    md = (
+        f"# {name}\n\nRecorded from the lab's Asterisk with `make lab-record NAME={name}`"
+        f" (lab/driver.py).\n\n## What happened\n\n{doc}\n\n## What the stream shows\n\n{summarize(data)}"
+    )
     path.with_suffix(".md").write_text(md)
     return path
 
 
 async def amain(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list")
     rec = sub.add_parser("record")
@@ -529,10 +589,10 @@ async def amain(argv: list[str]) -> int:
         t0 = time.monotonic()
         try:
             path = await record_one(name, args.out)
-            print(f"recorded {path} in {time.monotonic() - t0:.1f} s")
+            print(f"recorded {path} in {time.monotonic() - t0:.1f} s", flush=True)
         except Exception as err:  # one scenario's failure must not stop the others
             failed.append(name)
-            print(f"FAILED {name}: {err}", file=sys.stderr)
+            print(f"FAILED {name}: {err}", file=sys.stderr, flush=True)
     return 1 if failed else 0
 
 

@@ -109,13 +109,12 @@ def parse(block: bytes | str, *, unescape: bool = True) -> Message:
         pairs.append((key, value))
         if key not in first:
             first[key] = value
-    if unescape and first.get("Event") != "UserEvent":
-        # UserEvent payloads are sent raw; everything else from snapshots is C-escaped.
-        if any("\\" in v for _, v in pairs):
-            pairs = [(k, unescape_c(v)) for k, v in pairs]
-            first = {}
-            for k, v in pairs:
-                first.setdefault(k, v)
+    # UserEvent payloads are sent raw; everything else from snapshots is C-escaped.
+    if unescape and first.get("Event") != "UserEvent" and any("\\" in v for _, v in pairs):
+        pairs = [(k, unescape_c(v)) for k, v in pairs]
+        first = {}
+        for k, v in pairs:
+            first.setdefault(k, v)
     return Message(pairs, first, problems)
 
 
@@ -128,7 +127,7 @@ class Framer:
     kept with the next block so that the blocks joined give back the stream exactly.
     """
 
-    __slots__ = ("_buf", "_at_start")
+    __slots__ = ("_at_start", "_buf")
 
     def __init__(self) -> None:
         self._buf = b""
@@ -165,10 +164,7 @@ class Framer:
             b = buf.find(b"\n\n", body)
             if a < 0 and b < 0:
                 break
-            if a < 0 or (0 <= b < a):
-                end = b + 2
-            else:
-                end = a + 3
+            end = b + 2 if a < 0 or 0 <= b < a else a + 3
             out.append(buf[start:end])
             start = end
         self._buf = buf[start:]

@@ -39,7 +39,7 @@ class StreamProtocol(AMIProtocol):  # type: ignore[misc]
     def data_received(self, data: bytes) -> None:
         for block in self._framer.feed(data):
             if is_banner(block):
-                if self.version is None:
+                if getattr(self, "version", None) is None:
                     self.version = block.decode("utf-8", "replace").partition("/")[2].strip()
                 continue
             msg = parse(block)

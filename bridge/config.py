@@ -1,0 +1,147 @@
+"""The bridge's configuration: a YAML file validated by pydantic models.
+
+Unknown or misspelt keys are errors; every error names its key path
+(``extensions[2].endpoint``), says what is wrong and how to fix it.
+:func:`load_config` is the only entry point; it raises :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(Exception):
+    """The configuration file cannot be used; the message says where and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AmiConfig(_Strict):
+    """How to reach Asterisk's manager interface."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 5038
+    username: str
+    secret: str
+    ping_interval: Annotated[float, Field(gt=0)] = 10.0
+    reconnect_min: Annotated[float, Field(gt=0)] = 0.5
+    reconnect_max: Annotated[float, Field(gt=0)] = 30.0
+
+
+class Extension(_Strict):
+    """A PBX object that gets events: a phone, a queue or an IVR."""
+
+    id: Annotated[int, Field(ge=1)]
+    name: Annotated[str, Field(min_length=1)]
+    type: Literal["phone", "queue", "ivr"]
+    endpoint: str | None = None
+    mailbox: str | None = None
+    queue: str | None = None
+    context: str | None = None
+
+    @model_validator(mode="after")
+    def _fields_for_type(self) -> Extension:
+        need = {"phone": "endpoint", "queue": "queue", "ivr": "context"}[self.type]
+        if not getattr(self, need):
+            raise ValueError(f"an extension of type {self.type!r} needs {need!r}")
+        return self
+
+    @property
+    def short(self) -> str:
+        """The short number in ``client*short@domain`` (the whole name if it has no '*')."""
+        local = self.name.split("@", 1)[0]
+        return local.rsplit("*", 1)[-1]
+
+
+class Variables(_Strict):
+    """Names of the channel variables the dialplan sets (listed in manager.conf channelvars)."""
+
+    tag: str = "TAG"
+    callback_id: str = "CALLBACKID"
+    diversion: str = "DIVERSION"
+    client_api_id: str = "CLIENT_API_ID"
+    recording_id: str = "RECID"
+    forwarded_from: str = "FORWARDED_FROM"
+    did: str = "DID"
+
+
+class Config(_Strict):
+    """The whole file."""
+
+    ami: AmiConfig
+    extensions: list[Extension] = []
+    trunks: list[str] = []
+    variables: Variables = Variables()
+
+    @model_validator(mode="after")
+    def _unique(self) -> Config:
+        seen: dict[tuple[str, str], int] = {}
+        for i, ext in enumerate(self.extensions):
+            for key in (("id", str(ext.id)), ("name", ext.name)) + (
+                (("endpoint", ext.endpoint),) if ext.endpoint else ()
+            ):
+                if key in seen:
+                    raise ValueError(
+                        f"extensions[{i}] has the same {key[0]} {key[1]!r} as extensions[{seen[key]}]"
+                    )
+                seen[key] = i
+        clash = {e.endpoint for e in self.extensions if e.endpoint} & set(self.trunks)
+        if clash:
+            raise ValueError(f"endpoint(s) {sorted(clash)} are listed both as phones and as trunks")
+        return self
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out or "(top level)"
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration ({err.error_count()} problem(s)):"]
+    for e in err.errors():
+        loc = _path(tuple(x for x in e["loc"] if x not in ("function-after",)))
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (misspelt? see config.example.yaml for the valid keys)"
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    """Validate YAML text; raise :class:`ConfigError` with every problem listed."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{source}: not valid YAML{where}: {getattr(err, 'problem', err)}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys (ami:, extensions:, ...)")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from err
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a config file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{p}: cannot read the configuration: {err.strerror}") from err
+    return parse_config(text, str(p))

@@ -1,0 +1,39 @@
+"""Replay recorded AMI streams through the translator: the same path the daemon uses."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from bridge.ami.message import Framer, is_banner, parse
+from bridge.config import Config
+from bridge.translate import Emitted, Translator
+
+
+def replay_bytes(translator: Translator, chunks: Iterable[bytes]) -> Iterator[Emitted]:
+    """Frame, parse and translate a byte stream given in chunks."""
+    framer = Framer()
+    for chunk in chunks:
+        for block in framer.feed(chunk):
+            if not is_banner(block):
+                yield from translator.feed(parse(block))
+    tail = framer.close()
+    if tail is not None:
+        msg = parse(tail)
+        msg.truncated = True
+        translator.problems.append(f"truncated last message ignored: {tail[:60]!r}")
+
+
+def replay_files(config: Config, paths: Iterable[Path]) -> Iterator[Emitted]:
+    """Translate files one after the other, with one translator (as one long stream)."""
+    translator = Translator(config)
+    for path in paths:
+        yield from replay_bytes(translator, [path.read_bytes()])
+
+
+def to_json_line(item: Emitted) -> str:
+    ext_id, event = item
+    doc: dict[str, Any] = {"extension_id": ext_id, "event": event}
+    return json.dumps(doc, ensure_ascii=False, separators=(", ", ": "))

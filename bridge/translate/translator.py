@@ -1,0 +1,478 @@
+"""Sans-I/O call translator: AMI messages in, Telphin extension events out.
+
+Theory of operation
+-------------------
+The translator keeps three kinds of state, all dropped when a call ends:
+
+* **channels** by Uniqueid: name, endpoint, caller id, the number first dialed, the
+  channel variables seen (inherited ones included), who dialed it (DialBegin), its
+  dial outcome, bridge time, and the components that live on it;
+* **calls**: one per first channel (keyed by that channel's Linkedid at creation, so
+  a later Linkedid change does not split a call), holding the CallID, a counter for
+  SubCallIDs and the first non-empty value of each configured variable;
+* **components**: one visit of the call to one configured extension, with its
+  SubCallID, flow (IN/OUT), identity fields, answer time and outcome.
+
+A component emits ``dial-in``/``dial-out`` when it starts, ``answer`` when answered and
+exactly one ``hangup`` when its channel hangs up. Where components start:
+
+* a configured phone's channel is the Dest of a DialBegin -> IN component (dial-in);
+* a configured phone's channel (or, through Local channel pairs, the channel behind
+  the dialing one) places a Dial -> OUT component (dial-out), at its first DialBegin,
+  or at ``VarSet DIALSTATUS`` when Dial never got as far as a DialBegin (CHANUNAVAIL);
+* a trunk channel dialed for a call carrying the forwarding variable -> OUT component
+  of the forwarding extension with ``Transfered=yes``.
+
+Time comes only from the ``Timestamp`` header (or the ``now`` passed in, for events
+Asterisk sends without one). Nothing here does I/O; :meth:`Translator.feed` returns
+the events to emit, in order.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # types only: the translator imports nothing that does I/O
+    from bridge.ami.message import Message
+    from bridge.config import Config, Extension
+
+#: (extension id, event fields in the spec's order)
+Emitted = tuple[int, dict[str, Any]]
+
+FIELD_ORDER = (
+    "EventType", "CallID", "SubCallID", "CallFlow", "CallStatus", "CallerIDNum", "CallerIDName",
+    "CalledNumber", "CalledDID", "CallerExtension", "CallerExtensionID", "CalledExtension",
+    "CalledExtensionID", "EventTime", "Duration", "BridgedDuration", "RecID", "CallAPIID",
+    "Diversion", "ClientApiID", "Tag", "CallBackID", "Transfered", "Bridged", "RemoteNumber", "ANI",
+)  # fmt: skip
+
+IGNORED_DIALSTATUS = {"", "CONTINUE", "GOTO", "ABORT"}
+UNKNOWN_CID = {"", "<unknown>", "<Unknown>"}
+SPECIAL_EXTENS = {"s", "h", "t", "i", "T", "e", "o", "a"}
+_SIP_NUMBER = re.compile(r"(?:sips?|tel):\+?([^@;>]+)")
+
+
+def timestamp_us(value: str | None) -> int | None:
+    """``"1764186329.123456"`` -> 1764186329123456, exactly (no float rounding)."""
+    if not value:
+        return None
+    sec, _, frac = value.strip().partition(".")
+    if not sec.isdigit() or (frac and not frac.isdigit()):
+        return None
+    return int(sec) * 1_000_000 + int((frac + "000000")[:6] or 0)
+
+
+def diversion_number(header: str) -> str:
+    """The number of a Diversion header: ``<sip:+7495...@x>;reason=...`` -> ``+7495...``."""
+    m = _SIP_NUMBER.search(header)
+    if not m:
+        return header.split(";", 1)[0].strip().strip("<>")
+    prefix = "+" if header[m.start(1) - 1] == "+" else ""
+    return prefix + m.group(1)
+
+
+def endpoint_of(channel: str) -> tuple[str, str | None]:
+    """(technology, endpoint) of a channel name: PJSIP/101-0000002a -> ("PJSIP", "101")."""
+    tech, _, rest = channel.partition("/")
+    if tech == "PJSIP":
+        return tech, rest.rsplit("-", 1)[0]
+    return tech, None
+
+
+@dataclass(slots=True)
+class Call:
+    call_id: str
+    linkedid: str
+    components: int = 0
+    vars: dict[str, str] = field(default_factory=dict)
+    live: set[str] = field(default_factory=set)
+
+    def next_sub_id(self) -> str:
+        self.components += 1
+        return f"{self.call_id}-{self.components}"
+
+
+@dataclass(slots=True)
+class Component:
+    ext: Extension
+    sub_id: str
+    flow: str
+    base: dict[str, Any]
+    answered_at: int | None = None
+    outcome: str | None = None
+    ended: bool = False
+
+
+@dataclass(slots=True)
+class Channel:
+    uid: str
+    name: str
+    call: Call
+    tech: str
+    endpoint: str | None
+    cid_num: str = ""
+    cid_name: str = ""
+    #: caller id when the channel appeared: a phone's own identity, before the dialplan
+    #: changes it for the trunk (that one is the ANI)
+    own_cid_num: str = ""
+    own_cid_name: str = ""
+    dialed: str | None = None
+    vars: dict[str, str] = field(default_factory=dict)
+    dialed_by: str | None = None
+    dial_string: str = ""
+    dial_outcome: str | None = None
+    dial_status_var: str | None = None
+    bridged_since: int | None = None
+    bridged_total: int = 0
+    comps: list[Component] = field(default_factory=list)
+    out_comp: Component | None = None
+    last_dial_outcome: str | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.tech == "Local"
+
+
+class Translator:
+    """Feed AMI messages in stream order; get the extension events they cause."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._phones = {e.endpoint: e for e in config.extensions if e.type == "phone" and e.endpoint}
+        self._by_number = {e.short: e for e in config.extensions}
+        self._trunks = set(config.trunks)
+        v = config.variables
+        self._var_names = {
+            v.tag: "Tag",
+            v.callback_id: "CallBackID",
+            v.diversion: "Diversion",
+            v.client_api_id: "ClientApiID",
+            v.recording_id: "RecID",
+            v.forwarded_from: "forwarded_from",
+            v.did: "CalledDID",
+        }
+        self.channels: dict[str, Channel] = {}
+        self.calls: dict[str, Call] = {}
+        self._last_ts = 0
+        self.problems: list[str] = []
+
+    # ---- public ---------------------------------------------------------------------
+
+    def feed(self, msg: Message, now_us: int | None = None) -> list[Emitted]:
+        """Process one AMI message; ``now_us`` is used only when it has no Timestamp."""
+        event = msg.event
+        if event is None:
+            return []
+        ts = timestamp_us(msg.first.get("Timestamp"))
+        if ts is None:
+            ts = now_us if now_us is not None else self._last_ts
+        self._last_ts = max(self._last_ts, ts)
+        handler = self._handlers.get(event)
+        out: list[Emitted] = []
+        if handler is not None:
+            handler(self, msg, ts, out)
+        return out
+
+    @property
+    def active_calls(self) -> int:
+        return len(self.calls)
+
+    # ---- helpers --------------------------------------------------------------------
+
+    def _chan(self, msg: Message, prefix: str = "") -> Channel | None:
+        uid = msg.first.get(prefix + "Uniqueid")
+        if not uid:
+            return None
+        chan = self.channels.get(uid)
+        if chan is not None:
+            self._absorb_vars(chan, msg.get_all(prefix + "ChanVariable"))
+        return chan
+
+    def _absorb_vars(self, chan: Channel, pairs: list[str]) -> None:
+        for pair in pairs:
+            name, _, value = pair.partition("=")
+            if value:
+                chan.vars[name] = value
+                chan.call.vars.setdefault(name, value)
+
+    def _set_var(self, chan: Channel, name: str, value: str) -> None:
+        name = name.lstrip("_")
+        if value:
+            chan.vars[name] = value
+            chan.call.vars.setdefault(name, value)
+
+    def _var(self, chan: Channel, field_name: str) -> str | None:
+        for name, fname in self._var_names.items():
+            if fname == field_name:
+                return chan.vars.get(name) or chan.call.vars.get(name) or None
+        return None
+
+    def _partner(self, chan: Channel) -> Channel | None:
+        """The other half of a Local channel pair."""
+        if not chan.is_local or len(chan.name) < 2:
+            return None
+        other = chan.name[:-1] + ("1" if chan.name.endswith("2") else "2")
+        for c in self.channels.values():
+            if c.name == other:
+                return c
+        return None
+
+    def _origin(self, chan: Channel | None) -> Channel | None:
+        """The real channel behind a dialing one, following Local pairs back to their dialer."""
+        seen = 0
+        while chan is not None and chan.is_local and seen < 16:
+            seen += 1
+            partner = self._partner(chan)
+            if partner is None or partner.dialed_by is None:
+                return chan
+            chan = self.channels.get(partner.dialed_by)
+        return chan
+
+    def _emit(self, out: list[Emitted], comp: Component, event_type: str, ts: int, **extra: Any) -> None:
+        fields = dict(comp.base)
+        fields["EventType"] = event_type
+        fields["EventTime"] = ts
+        fields.update({k: v for k, v in extra.items() if v is not None and v != ""})
+        ordered = {k: fields[k] for k in FIELD_ORDER if k in fields and fields[k] not in (None, "")}
+        out.append((comp.ext.id, ordered))
+
+    def _identity(self, chan: Channel) -> dict[str, Any]:
+        fields: dict[str, Any] = {"CallID": chan.call.call_id}
+        did = self._var(chan, "CalledDID")
+        if did:
+            fields["CalledDID"] = did
+        div = self._var(chan, "Diversion")
+        if div:
+            fields["Diversion"] = diversion_number(div)
+        for name in ("ClientApiID", "Tag", "CallBackID"):
+            value = self._var(chan, name)
+            if value:
+                fields[name] = value[:100] if name == "ClientApiID" else value
+        return fields
+
+    def _start(self, out: list[Emitted], chan: Channel, ext: Extension, flow: str, ts: int,
+               fields: dict[str, Any]) -> Component:  # fmt: skip
+        base = self._identity(chan)
+        base.update({k: v for k, v in fields.items() if v not in (None, "")})
+        base["SubCallID"] = chan.call.next_sub_id()
+        base["CallFlow"] = flow
+        base["CallAPIID"] = chan.uid
+        comp = Component(ext, base["SubCallID"], flow, base)
+        chan.comps.append(comp)
+        self._emit(out, comp, "dial-in" if flow == "IN" else "dial-out", ts, CallStatus="CALLING")
+        return comp
+
+    def _ext_fields(self, prefix: str, ext: Extension | None) -> dict[str, Any]:
+        if ext is None:
+            return {}
+        return {prefix + "Extension": ext.name, prefix + "ExtensionID": ext.id}
+
+    def _number_ext(self, number: str | None) -> Extension | None:
+        return self._by_number.get(number) if number else None
+
+    def _start_caller(self, out: list[Emitted], chan: Channel, ts: int, ani: str | None) -> None:
+        """OUT component for a phone placing a call (once per channel)."""
+        ext = self._phones.get(chan.endpoint or "")
+        if ext is None or chan.out_comp is not None or chan.dialed_by is not None:
+            return
+        fields: dict[str, Any] = {
+            "CallerIDNum": chan.own_cid_num or chan.cid_num,
+            "CallerIDName": chan.own_cid_name or chan.cid_name,
+            "CalledNumber": chan.dialed,
+            **self._ext_fields("Caller", ext),
+            **self._ext_fields("Called", self._number_ext(chan.dialed)),
+            "ANI": ani,
+        }
+        chan.out_comp = self._start(out, chan, ext, "OUT", ts, fields)
+
+    # ---- handlers -------------------------------------------------------------------
+
+    def _on_newchannel(self, msg: Message, ts: int, out: list[Emitted]) -> None:
+        uid = msg.first.get("Uniqueid")
+        name = msg.first.get("Channel", "")
+        if not uid or uid in self.channels or name.startswith("Message/"):
+            return
+        linkedid = msg.first.get("Linkedid") or uid
+        call = self.calls.get(linkedid)
+        if call is None:
+            call = Call(call_id=linkedid, linkedid=linkedid)
+            self.calls[linkedid] = call
+        tech, endpoint = endpoint_of(name)
+        exten = msg.first.get("Exten", "")
+        chan = Channel(uid=uid, name=name, call=call, tech=tech, endpoint=endpoint,
+                       dialed=exten if exten and exten not in SPECIAL_EXTENS else None)  # fmt: skip
+        self._set_cid(chan, msg, "")
+        chan.own_cid_num, chan.own_cid_name = chan.cid_num, chan.cid_name
+        call.live.add(uid)
+        self.channels[uid] = chan
+        self._absorb_vars(chan, msg.get_all("ChanVariable"))
+
+    def _set_cid(self, chan: Channel, msg: Message, prefix: str) -> None:
+        num = msg.first.get(prefix + "CallerIDNum", "")
+        name = msg.first.get(prefix + "CallerIDName", "")
+        if num not in UNKNOWN_CID:
+            chan.cid_num = num
+        if name not in UNKNOWN_CID:
+            chan.cid_name = name
+
+    def _on_newcallerid(self, msg: Message, ts: int, out: list[Emitted]) -> None:
+        chan = self._chan(msg)
+        if chan is not None:
+            self._set_cid(chan, msg, "")
+
+    def _on_newexten(self, msg: Message, ts: int, out: list[Emitted]) -> None:
+        chan = self._chan(msg)
+        if chan is None:
+            return
+        exten = msg.first.get("Exten", "")
+        if chan.dialed is None and exten and exten not in SPECIAL_EXTENS and chan.dialed_by is None:
+            chan.dialed = exten
+
+    def _on_varset(self, msg: Message, ts: int, out: list[Emitted]) -> None:
+        chan = self._chan(msg)
+        if chan is None:
+            return
+        name = msg.first.get("Variable", "")
+        value = msg.first.get("Value", "")
+        if name == "DIALSTATUS":
+            if value not in IGNORED_DIALSTATUS:
+                chan.dial_status_var = value
+                # Dial ended without ever reaching a DialBegin (e.g. CHANUNAVAIL)
+                self._start_caller(out, chan, ts, None)
+        elif name == "MIXMONITOR_FILENAME" and value:
+            base = value.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+            chan.call.vars.setdefault("MIXMONITOR_FILENAME", base)
+        else:
+            self._set_var(chan, name, value)
+
+    def _on_dialbegin(self, msg: Message, ts: int, out: list[Emitted]) -> None:
+        dest = self._chan(msg, "Dest")
+        if dest is None:
+            return
+        caller = self._chan(msg)
+        dest.dialed_by = caller.uid if caller else None
+        dest.dial_string = msg.first.get("DialString", "")
+        if caller is not None:
+            # the callee inherits what the caller carries
+            for k, v in caller.vars.items():
+                dest.vars.setdefault(k, v)
+        origin = self._origin(caller)
+        # what the carrier is shown: the outgoing channel's connected line
+        ani = msg.first.get("DestConnectedLineNum") if dest.endpoint in self._trunks else None
+        if ani in UNKNOWN_CID:
+            ani = None
+        if origin is not None:
+            self._start_caller(out, origin, ts, ani)
+        ext = self._phones.get(dest.endpoint or "")
+        if ext is not None and caller is not None:
+            src = origin or caller
+            fields = {
+                "CallerIDNum": (caller.cid_num or src.cid_num),
+                "CallerIDName": (caller.cid_name or src.cid_name),
+                "CalledNumber": src.dialed or dest.dialed or ext.short,
+                **self._ext_fields("Caller", self._phones.get(src.endpoint or "")),
+                **self._ext_fields("Called", ext),
+            }
+            self._start(out, dest, ext, "IN", ts, fields)
+        elif dest.endpoint in self._trunks:
+            fwd = dest.vars.get(self.config.variables.forwarded_from)
+            fwd_ext = self._phones.get(fwd or "")
+            if fwd_ext is not None:
+                src = origin or caller
+                number = dest.dial_string.split("@", 1)[0] or dest.dialed
+                fields = {
+                    "CallerIDNum": src.cid_num if src else dest.cid_num,
+                    "CallerIDName": src.cid_name if src else "",
+                    "CalledNumber": number,
+                    **self._ext_fields("Caller", fwd_ext),
+                    "Transfered": "yes",
+                    "ANI": ani,
+                }
+                dest.out_comp = self._start(out, dest, fwd_ext, "OUT", ts, fields)
+
+    def _on_dialend(self, msg: Message, ts: int, out: list[Emitted]) -> None:
+        dest = self._chan(msg, "Dest")
+        status = msg.first.get("DialStatus", "")
+        if dest is None or status in IGNORED_DIALSTATUS:
+            return
+        caller = self._chan(msg)
+        origin = self._origin(caller)
+        if status == "ANSWER":
+            for comp in dest.comps:
+                self._answer(out, comp, ts)
+            if origin is not None and origin.out_comp is not None:
+                self._answer(out, origin.out_comp, ts)
+        elif dest.dial_outcome is None:
+            dest.dial_outcome = status
+        if origin is not None and status != "ANSWER":
+            origin.last_dial_outcome = status
+
+    def _answer(self, out: list[Emitted], comp: Component, ts: int) -> None:
+        if comp.answered_at is None and not comp.ended:
+            comp.answered_at = ts
+            self._emit(out, comp, "answer", ts, CallStatus="ANSWER")
+
+    def _on_bridgeenter(self, msg: Message, ts: int, out: list[Emitted]) -> None:
+        chan = self._chan(msg)
+        if chan is not None and chan.bridged_since is None:
+            chan.bridged_since = ts
+
+    def _on_bridgeleave(self, msg: Message, ts: int, out: list[Emitted]) -> None:
+        chan = self._chan(msg)
+        if chan is not None and chan.bridged_since is not None:
+            chan.bridged_total += ts - chan.bridged_since
+            chan.bridged_since = None
+
+    def _outcome(self, chan: Channel, comp: Component, cause: str) -> str:
+        if comp.answered_at is not None:
+            return "ANSWER"
+        if comp is chan.out_comp and chan.dialed_by is None:
+            status = chan.dial_status_var or chan.last_dial_outcome
+            return status or "CANCEL"
+        if chan.dial_outcome:
+            return chan.dial_outcome
+        return {"17": "BUSY", "34": "CONGESTION", "38": "CONGESTION", "3": "CHANUNAVAIL"}.get(
+            cause, "NOANSWER"
+        )
+
+    def _on_hangup(self, msg: Message, ts: int, out: list[Emitted]) -> None:
+        chan = self._chan(msg)
+        if chan is None:
+            return
+        self._on_bridgeleave(msg, ts, out)
+        cause = msg.first.get("Cause", "")
+        rec = self._var(chan, "RecID") or chan.call.vars.get("MIXMONITOR_FILENAME")
+        for comp in chan.comps:
+            if comp.ended:
+                continue
+            comp.ended = True
+            answered = comp.answered_at is not None
+            self._emit(
+                out,
+                comp,
+                "hangup",
+                ts,
+                CallStatus=self._outcome(chan, comp, cause),
+                Duration=(ts - comp.answered_at) if comp.answered_at is not None else 0,
+                BridgedDuration=chan.bridged_total if answered and chan.bridged_total else None,
+                RecID=rec,
+            )
+        del self.channels[chan.uid]
+        call = chan.call
+        call.live.discard(chan.uid)
+        if not call.live:
+            self.calls.pop(call.linkedid, None)
+
+    _handlers = {
+        "Newchannel": _on_newchannel,
+        "NewCallerid": _on_newcallerid,
+        "Newexten": _on_newexten,
+        "VarSet": _on_varset,
+        "DialBegin": _on_dialbegin,
+        "DialEnd": _on_dialend,
+        "BridgeEnter": _on_bridgeenter,
+        "BridgeLeave": _on_bridgeleave,
+        "Hangup": _on_hangup,
+    }
