@@ -31,8 +31,9 @@ the events to emit, in order.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:  # types only: the translator imports nothing that does I/O
     from bridge.ami.message import Message
@@ -380,11 +381,11 @@ class Translator:
             fwd = dest.vars.get(self.config.variables.forwarded_from)
             fwd_ext = self._phones.get(fwd or "")
             if fwd_ext is not None:
-                src = origin or caller
+                fsrc = origin or caller
                 number = dest.dial_string.split("@", 1)[0] or dest.dialed
                 fields = {
-                    "CallerIDNum": src.cid_num if src else dest.cid_num,
-                    "CallerIDName": src.cid_name if src else "",
+                    "CallerIDNum": fsrc.cid_num if fsrc else dest.cid_num,
+                    "CallerIDName": fsrc.cid_name if fsrc else "",
                     "CalledNumber": number,
                     **self._ext_fields("Caller", fwd_ext),
                     "Transfered": "yes",
@@ -465,7 +466,7 @@ class Translator:
         if not call.live:
             self.calls.pop(call.linkedid, None)
 
-    _handlers = {
+    _handlers: ClassVar[dict[str, Callable[[Translator, Message, int, list[Emitted]], None]]] = {
         "Newchannel": _on_newchannel,
         "NewCallerid": _on_newcallerid,
         "Newexten": _on_newexten,
