@@ -1,0 +1,136 @@
+"""The live AMI source: one ordered stream of messages and connection changes.
+
+panoramisk's ``Manager`` keeps the TCP connection, logs in, sends pings and
+reconnects; :class:`~bridge.ami.protocol.StreamProtocol` frames the bytes. Every block
+is put, in arrival order, on one unbounded queue (the read loop never waits on the
+consumer: Asterisk disconnects slow readers), together with ``connected`` /
+``disconnected`` / ``login-failed`` markers so the pipeline knows what it missed.
+
+Reconnects back off exponentially from ``reconnect_min`` to ``reconnect_max``
+seconds and start over after a successful login.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from panoramisk import Manager
+
+from bridge.ami.message import Message
+from bridge.ami.protocol import protocol_factory
+from bridge.config import AmiConfig
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["message", "connected", "disconnected", "login-failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceItem:
+    """One thing that happened on the AMI connection, in order."""
+
+    kind: Kind
+    msg: Message | None = None
+    raw: bytes = b""
+    #: loop time when it arrived (for events Asterisk sends without Timestamp)
+    at: float = 0.0
+    detail: str = ""
+
+
+class _Manager(Manager):  # type: ignore[misc]
+    """panoramisk's Manager with exponential reconnect backoff and login-failure reporting."""
+
+    def __init__(self, source: AmiSource, **config: Any) -> None:
+        super().__init__(**config)
+        self._source = source
+
+    def connect(self, *args: Any, **kwargs: Any) -> Any:
+        if self._source.closed:
+            return None  # a reconnect scheduled before close()
+        # the delay used if this attempt fails (panoramisk reads it when it retries)
+        self.reconnect_timeout = self._source._next_backoff()
+        return super().connect(*args, **kwargs)
+
+    def login(self, future: asyncio.Future[Any]) -> bool:
+        ok = bool(super().login(future))
+        if not ok:
+            try:
+                reason = future.result().get("Message", "refused")
+            except Exception as err:  # a cancelled or failed login action
+                reason = str(err)
+            self._source._push(SourceItem("login-failed", detail=str(reason)))
+            log.error("AMI login refused for user %r: %s; retrying in %.1f s",
+                      self.config.get("username"), reason, self.reconnect_timeout)  # fmt: skip
+            if self.protocol is not None:
+                self.protocol.transport.close()
+        return ok
+
+
+class AmiSource:
+    """Connect to AMI and iterate over :class:`SourceItem` in arrival order."""
+
+    def __init__(self, config: AmiConfig, events: str = "on") -> None:
+        self.config = config
+        self.queue: asyncio.Queue[SourceItem] = asyncio.Queue()
+        self.connected = False
+        self.closed = False
+        self._backoff = config.reconnect_min
+        self._loop = asyncio.get_running_loop()
+        self.manager = _Manager(
+            self,
+            host=config.host,
+            port=config.port,
+            username=config.username,
+            secret=config.secret,
+            events=events,
+            ping_delay=config.ping_interval,
+            ping_interval=config.ping_interval,
+            reconnect_timeout=config.reconnect_min,
+            protocol_factory=protocol_factory(self._on_block),
+            loop=self._loop,
+            on_login=self._on_login,
+            on_disconnect=self._on_disconnect,
+        )
+        # panoramisk stores these as ints; keep fractions of a second
+        self.manager.ping_delay = config.ping_interval
+        self.manager.ping_interval = config.ping_interval
+
+    def _next_backoff(self) -> float:
+        delay = self._backoff
+        self._backoff = min(self._backoff * 2, self.config.reconnect_max)
+        return delay
+
+    def _push(self, item: SourceItem) -> None:
+        self.queue.put_nowait(item)
+
+    def _on_block(self, raw: bytes, msg: Message) -> None:
+        self._push(SourceItem("message", msg, raw, self._loop.time()))
+
+    def _on_login(self, _manager: Manager) -> None:
+        self.connected = True
+        self._backoff = self.config.reconnect_min
+        log.info("AMI logged in to %s:%s as %r", self.config.host, self.config.port, self.config.username)
+        self._push(SourceItem("connected", at=self._loop.time()))
+
+    def _on_disconnect(self, _manager: Manager, exc: object) -> None:
+        was = self.connected
+        self.connected = False
+        if was:
+            log.warning("AMI connection to %s:%s lost: %s", self.config.host, self.config.port, exc)
+            self._push(SourceItem("disconnected", at=self._loop.time(), detail=str(exc or "")))
+
+    def start(self) -> None:
+        """Start connecting (and reconnecting, for as long as the source lives)."""
+        self.manager.connect()
+
+    def close(self) -> None:
+        self.closed = True
+        self.manager.close()
+
+    async def __aiter__(self) -> AsyncIterator[SourceItem]:
+        while True:
+            yield await self.queue.get()

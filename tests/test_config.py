@@ -1,0 +1,71 @@
+"""Configuration loading: valid files load, every mistake is named with its key path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bridge.config import ConfigError, load_config, parse_config
+from tests.conftest import FIXTURES, REPO
+
+GOOD_AMI = "ami: {username: bridge, secret: s}\n"
+
+
+def test_example_config_is_valid_and_documents_every_key() -> None:
+    """config.example.yaml loads, and names every key the models accept."""
+    config = load_config(REPO / "config.example.yaml")
+    text = (REPO / "config.example.yaml").read_text()
+    for model in (config, config.ami, config.variables, config.extensions[0]):
+        for key in type(model).model_fields:
+            assert f"{key}:" in text, key
+
+
+def test_lab_config_is_valid() -> None:
+    """The lab's config (used by replay and the tests) loads."""
+    assert len(load_config(FIXTURES / "lab.yaml").extensions) == 9
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (GOOD_AMI + "extensions: [{id: 1, name: a, type: phone, endpont: '1'}]", "extensions[0].endpont: unknown key"),
+        ("ami: {username: bridge}\n", "ami.secret: required key is missing"),
+        (GOOD_AMI + "extensions: [{id: 1, name: a, type: queue}]", "extensions[0]: an extension of type 'queue' needs 'queue'"),
+        (GOOD_AMI + "extensions: [{id: 1, name: a, type: fax, endpoint: x}]", "extensions[0].type"),
+        (GOOD_AMI + "variabels: {}", "variabels: unknown key"),
+        (GOOD_AMI + "variables: {tagg: X}", "variables.tagg: unknown key"),
+        ("ami: {username: b, secret: s, port: 99999}", "ami.port"),
+        (
+            GOOD_AMI + "extensions: [{id: 1, name: a, type: phone, endpoint: '1'}, {id: 1, name: b, type: phone, endpoint: '2'}]",
+            "extensions[1] has the same id '1' as extensions[0]",
+        ),
+        (GOOD_AMI + "extensions: [{id: 1, name: a, type: phone, endpoint: trunk}]\ntrunks: [trunk]", "both as phones and as trunks"),
+        ("ami: [1", "not valid YAML at line 1"),
+        ("- just a list", "top level must be a mapping"),
+    ],
+)  # fmt: skip
+def test_mistakes_are_reported_with_their_key_path(text: str, expected: str) -> None:
+    """Each mistake raises ConfigError whose message names where it is."""
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "test.yaml")
+    assert expected in str(err.value)
+    assert str(err.value).startswith("test.yaml")
+
+
+def test_check_config_cli_exit_codes(tmp_path: Path) -> None:
+    """`ami-bridge check-config` exits 0 on a good file and 1 with the problem on a bad one."""
+    ok = subprocess.run([sys.executable, "-m", "bridge", "check-config", str(REPO / "config.example.yaml")],
+                        capture_output=True, text=True, cwd=REPO)  # fmt: skip
+    assert ok.returncode == 0 and "OK" in ok.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(GOOD_AMI + "trunkz: [x]\n")
+    res = subprocess.run([sys.executable, "-m", "bridge", "check-config", str(bad)],
+                         capture_output=True, text=True, cwd=REPO)  # fmt: skip
+    assert res.returncode == 1
+    assert "trunkz: unknown key" in res.stderr
+    missing = subprocess.run([sys.executable, "-m", "bridge", "check-config", str(tmp_path / "nope.yaml")],
+                             capture_output=True, text=True, cwd=REPO)  # fmt: skip
+    assert missing.returncode == 1 and "cannot read" in missing.stderr
