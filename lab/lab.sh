@@ -46,7 +46,13 @@ build() {
   mv "$root.tmp" "$root"
 }
 
-running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
+# The PID file may outlive the process (a reboot, a killed session): check that the PID
+# still belongs to an Asterisk before trusting it.
+running() {
+  [ -f "$pidfile" ] || return 1
+  local pid; pid=$(cat "$pidfile")
+  kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q asterisk
+}
 
 cli() { chroot "$root" /usr/sbin/asterisk -C "$conf" -rx "$*"; }
 
@@ -112,7 +118,7 @@ down() {
     stop_pid "$(cat "$f")"; rm -f "$f"
   done
   if [ -f "$pidfile" ]; then
-    stop_pid "$(cat "$pidfile")"
+    running && stop_pid "$(cat "$pidfile")"
     rm -f "$pidfile"
     echo "lab: Asterisk stopped"
   fi
