@@ -159,6 +159,15 @@ class Lab:
             raise ScenarioError(f"AMI {fields.get('Action')} refused: {resp.get('Message')}")
         return dict(resp)
 
+    async def callback(self, owner: str, dest: str, callback_id: str, tag: str, timeout_ms: int) -> None:
+        """AMI Originate as a callback: ring ``owner`` first, then dial ``dest``."""
+        await self.action(
+            Action="Originate", Channel=f"PJSIP/{owner}", Context="callback", Exten=dest, Priority="1",
+            CallerID=f'"Callback" <{dest}>', Timeout=str(timeout_ms), Async="true",
+            ChannelId=f"{callback_id}-owner",
+            Variable=[f"__CALLBACKID={callback_id}", f"__TAG={tag}"],  # type: ignore[arg-type]
+        )  # fmt: skip
+
     async def db(self, family: str, key: str, value: str) -> None:
         await self.action(Action="DBPut", Family=family, Key=key, Val=value)
 
@@ -352,18 +361,7 @@ async def callback_answered(lab: Lab) -> None:
     up after 3 s."""
     await lab.phone("101", ring_ms=1000)
     await lab.carrier(ring_ms=1000, hold_ms=3000)
-    await lab.action(
-        Action="Originate",
-        Channel="PJSIP/101",
-        Context="callback",
-        Exten="+79817654321",
-        Priority="1",
-        CallerID='"Callback" <+79817654321>',
-        Timeout="15000",
-        Async="true",
-        ChannelId="cb-0001-owner",
-        Variable=["__CALLBACKID=cb-0001", "__TAG=campaign-7"],  # type: ignore[arg-type]
-    )
+    await lab.callback("101", "+79817654321", "cb-0001", "campaign-7", timeout_ms=15000)
 
 
 @scenario
@@ -372,18 +370,7 @@ async def callback_unanswered(lab: Lab) -> None:
     __TAG=campaign-7); 101 rings and never answers; the Originate times out after 6 s
     (OriginateResponse Failure); the destination is never dialed."""
     await lab.phone("101", "ring")
-    await lab.action(
-        Action="Originate",
-        Channel="PJSIP/101",
-        Context="callback",
-        Exten="+79817654321",
-        Priority="1",
-        CallerID='"Callback" <+79817654321>',
-        Timeout="6000",
-        Async="true",
-        ChannelId="cb-0002-owner",
-        Variable=["__CALLBACKID=cb-0002", "__TAG=campaign-7"],  # type: ignore[arg-type]
-    )
+    await lab.callback("101", "+79817654321", "cb-0002", "campaign-7", timeout_ms=6000)
 
 
 @scenario

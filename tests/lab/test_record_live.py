@@ -18,6 +18,11 @@ pytestmark = pytest.mark.lab
 sys.path.insert(0, str(REPO / "lab"))
 
 
+def record_cmd(*args: str) -> list[str]:
+    """`ami-bridge record` against the lab, as the bridge's AMI user."""
+    return [sys.executable, "-m", "bridge", "record", "--port", "15038", "--username", "bridge", *args]
+
+
 def event_names(data: bytes) -> list[str]:
     blocks, tail = split_stream(data)
     assert tail is None
@@ -41,22 +46,7 @@ def test_cli_record_until_idle_captures_a_whole_call(tmp_path: Path) -> None:
     out = tmp_path / "call.ami"
     env = dict(os.environ, AMI_SECRET="lab-secret")
     rec = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bridge",
-            "record",
-            "--port",
-            "15038",
-            "--username",
-            "bridge",
-            "-o",
-            str(out),
-            "--until-idle",
-            "1.5",
-            "--duration",
-            "60",
-        ],
+        record_cmd("-o", str(out), "--until-idle", "1.5", "--duration", "60"),
         env=env,
         stderr=subprocess.PIPE,
         cwd=REPO,
@@ -96,22 +86,7 @@ def test_cli_record_until_idle_captures_a_whole_call(tmp_path: Path) -> None:
 def test_cli_record_reports_a_refused_login(tmp_path: Path) -> None:
     """A wrong secret ends `ami-bridge record` with a clear error, not a hang."""
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bridge",
-            "record",
-            "--port",
-            "15038",
-            "--username",
-            "bridge",
-            "--secret",
-            "wrong",
-            "-o",
-            str(tmp_path / "x.ami"),
-            "--duration",
-            "5",
-        ],
+        record_cmd("--secret", "wrong", "-o", str(tmp_path / "x.ami"), "--duration", "5"),
         capture_output=True,
         text=True,
         timeout=30,
