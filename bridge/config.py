@@ -71,6 +71,41 @@ class Variables(_Strict):
     did: str = "DID"
 
 
+class ApiToken(_Strict):
+    """A bearer token for the REST API; without ``extensions`` it covers all of them."""
+
+    token: Annotated[str, Field(min_length=16)]
+    extensions: list[int] | None = None
+
+
+class ApiConfig(_Strict):
+    """The REST API (subscriptions)."""
+
+    listen: str = "127.0.0.1:8080"
+    tokens: list[ApiToken] = []
+    max_subscriptions_per_extension: Annotated[int, Field(ge=1)] = 50
+    max_subscriptions_total: Annotated[int, Field(ge=1)] = 5000
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]") or "127.0.0.1", int(port)
+
+    @model_validator(mode="after")
+    def _listen_ok(self) -> ApiConfig:
+        host, _, port = self.listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"listen must be 'host:port', e.g. 127.0.0.1:8080 (got {self.listen!r})")
+        return self
+
+
+class StoreConfig(_Strict):
+    """The embedded store (SQLite)."""
+
+    path: str = "/var/lib/ami-bridge/bridge.db"
+
+
 class Config(_Strict):
     """The whole file."""
 
@@ -78,6 +113,14 @@ class Config(_Strict):
     extensions: list[Extension] = []
     trunks: list[str] = []
     variables: Variables = Variables()
+    api: ApiConfig = ApiConfig()
+    store: StoreConfig = StoreConfig()
+
+    def extension(self, ext_id: int) -> Extension | None:
+        for ext in self.extensions:
+            if ext.id == ext_id:
+                return ext
+        return None
 
     @model_validator(mode="after")
     def _unique(self) -> Config:

@@ -18,7 +18,9 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
     """config.example.yaml loads, and names every key the models accept."""
     config = load_config(REPO / "config.example.yaml")
     text = (REPO / "config.example.yaml").read_text()
-    for model in (config, config.ami, config.variables, config.extensions[0]):
+    models = (config, config.ami, config.variables, config.extensions[0], config.api, config.api.tokens[0],
+              config.store)  # fmt: skip
+    for model in models:
         for key in type(model).model_fields:
             assert f"{key}:" in text, key
 

@@ -1,0 +1,231 @@
+"""The REST API: Telphin-compatible extension event subscriptions, over aiohttp.
+
+``POST/GET/DELETE /extension/{id}/event/``, ``GET/PUT/DELETE /extension/{id}/event/{sub}``
+and ``GET /limit/``. Every request carries ``Authorization: Bearer <token>``; a token
+may be limited to some extensions. Every error is JSON,
+``{"error": code, "message": text, "field": name?}``, never a bare 500.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from bridge.config import ApiToken, Config
+from bridge.store import Store, StoreError, Subscription
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPES = ("dial-in", "dial-out", "answer", "hangup", "voicemail", "message-in", "message-out")
+METHODS = ("GET", "POST")
+MAX_URL = 2048
+
+CONFIG_KEY = web.AppKey("config", Config)
+STORE_KEY = web.AppKey("store", Store)
+TOKENS_KEY = web.AppKey("tokens", list)
+TOKEN_KEY = web.RequestKey("token", ApiToken)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+    def response(self) -> web.Response:
+        body: dict[str, Any] = {"error": self.code, "message": self.message}
+        if self.field:
+            body["field"] = self.field
+        headers = {"WWW-Authenticate": 'Bearer realm="ami-bridge"'} if self.status == 401 else None
+        return web.json_response(body, status=self.status, headers=headers)
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def _authorize(request: web.Request) -> ApiToken:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "unauthorized", "missing bearer token: send 'Authorization: Bearer <token>'")
+    given = _digest(token.strip())
+    found: ApiToken | None = None
+    # compare against every token, in constant time each, so timing says nothing
+    for digest, tok in request.app[TOKENS_KEY]:
+        if hmac.compare_digest(digest, given):
+            found = tok
+    if found is None:
+        raise ApiError(401, "unauthorized", "unknown bearer token")
+    return found
+
+
+@web.middleware
+async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        if request.path.startswith(("/extension/", "/limit")):
+            request[TOKEN_KEY] = _authorize(request)
+        return await handler(request)
+    except ApiError as err:
+        return err.response()
+    except web.HTTPRequestEntityTooLarge:
+        return ApiError(413, "too_large", "request body too large").response()
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return ApiError(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason).response()
+        raise
+    except StoreError as err:
+        log.error("store error: %s", err)
+        return ApiError(503, "store_unavailable", "the store cannot be written; try again later").response()
+
+
+def _extension_id(request: web.Request) -> int:
+    raw = request.match_info["extension_id"]
+    token: ApiToken = request[TOKEN_KEY]
+    if not raw.isdigit() or request.app[CONFIG_KEY].extension(int(raw)) is None:
+        raise ApiError(404, "not_found", f"no extension {raw!r}", "extension_id")
+    ext_id = int(raw)
+    if token.extensions is not None and ext_id not in token.extensions:
+        raise ApiError(403, "forbidden", f"this token does not cover extension {ext_id}", "extension_id")
+    return ext_id
+
+
+def _sub_id(request: web.Request) -> int:
+    raw = request.match_info["sub_id"]
+    if not raw.isdigit():
+        raise ApiError(404, "not_found", f"no subscription {raw!r}", "id")
+    return int(raw)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    ctype = request.content_type
+    if ctype != "application/json":
+        raise ApiError(415, "unsupported_media_type", f"send application/json, not {ctype or 'nothing'}")
+    raw = await request.read()
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_request", "the body must be a JSON object {url, event_type, method}")
+    return data
+
+
+def validate_subscription(data: dict[str, Any]) -> tuple[str, str, str]:
+    """(url, event_type, method) from a request body, or ApiError naming the field."""
+    unknown = sorted(set(data) - {"url", "event_type", "method"})
+    if unknown:
+        raise ApiError(400, "invalid_request", f"unknown field {unknown[0]!r}", unknown[0])
+    for name in ("url", "event_type", "method"):
+        if name not in data:
+            raise ApiError(400, "invalid_request", f"{name} is required", name)
+        if not isinstance(data[name], str):
+            raise ApiError(400, "invalid_request", f"{name} must be a string", name)
+    url, event_type, method = data["url"].strip(), data["event_type"], data["method"].upper()
+    if event_type not in EVENT_TYPES:
+        raise ApiError(
+            400, "invalid_request", f"event_type must be one of {', '.join(EVENT_TYPES)}", "event_type"
+        )
+    if method not in METHODS:
+        raise ApiError(400, "invalid_request", "method must be GET or POST", "method")
+    if len(url) > MAX_URL:
+        raise ApiError(400, "invalid_request", f"url is longer than {MAX_URL} characters", "url")
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError as err:
+        raise ApiError(400, "invalid_request", f"url is not a valid URL: {err}", "url") from err
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ApiError(400, "invalid_request", "url must be an absolute http:// or https:// URL", "url")
+    return url, event_type, method
+
+
+async def create(request: web.Request) -> web.Response:
+    ext_id = _extension_id(request)
+    url, event_type, method = validate_subscription(await _body(request))
+    store, api = request.app[STORE_KEY], request.app[CONFIG_KEY].api
+    if store.count(ext_id) >= api.max_subscriptions_per_extension:
+        raise ApiError(409, "limit_exceeded",
+                       f"extension {ext_id} already has {api.max_subscriptions_per_extension} subscriptions "
+                       "(the maximum, see GET /limit/)")  # fmt: skip
+    if store.count() >= api.max_subscriptions_total:
+        most = api.max_subscriptions_total
+        raise ApiError(409, "limit_exceeded", f"the bridge already has {most} subscriptions (the maximum)")
+    sub = store.add_subscription(ext_id, event_type, url, method)
+    return web.json_response(sub.public())
+
+
+async def list_(request: web.Request) -> web.Response:
+    ext_id = _extension_id(request)
+    return web.json_response([s.public() for s in request.app[STORE_KEY].subscriptions(ext_id)])
+
+
+async def delete_all(request: web.Request) -> web.Response:
+    ext_id = _extension_id(request)
+    n = request.app[STORE_KEY].delete_subscriptions(ext_id)
+    return web.json_response({"deleted": n})
+
+
+def _existing(request: web.Request) -> Subscription:
+    ext_id = _extension_id(request)
+    sub_id = _sub_id(request)
+    sub = request.app[STORE_KEY].subscription(ext_id, sub_id)
+    if sub is None:
+        raise ApiError(404, "not_found", f"extension {ext_id} has no subscription {sub_id}", "id")
+    return sub
+
+
+async def get_one(request: web.Request) -> web.Response:
+    return web.json_response(_existing(request).public())
+
+
+async def put_one(request: web.Request) -> web.Response:
+    sub = _existing(request)
+    url, event_type, method = validate_subscription(await _body(request))
+    new = Subscription(sub.id, sub.extension_id, event_type, url, method)
+    request.app[STORE_KEY].update_subscription(new)
+    return web.json_response(new.public())
+
+
+async def delete_one(request: web.Request) -> web.Response:
+    sub = _existing(request)
+    request.app[STORE_KEY].delete_subscription(sub.extension_id, sub.id)
+    return web.json_response(sub.public())
+
+
+async def limits(request: web.Request) -> web.Response:
+    config, store = request.app[CONFIG_KEY], request.app[STORE_KEY]
+    token: ApiToken = request[TOKEN_KEY]
+    ids = [e.id for e in config.extensions if token.extensions is None or e.id in token.extensions]
+    return web.json_response({
+        "event_subscriptions": {
+            "max_per_extension": config.api.max_subscriptions_per_extension,
+            "max_total": config.api.max_subscriptions_total,
+            "used_total": store.count(),
+            "used_by_extension": {str(i): store.count(i) for i in ids},
+        }
+    })  # fmt: skip
+
+
+def make_app(config: Config, store: Store) -> web.Application:
+    app = web.Application(middlewares=[errors_and_auth], client_max_size=config.api.max_body_bytes)
+    app[CONFIG_KEY] = config
+    app[STORE_KEY] = store
+    app[TOKENS_KEY] = [(_digest(t.token), t) for t in config.api.tokens]
+    r = app.router
+    r.add_post("/extension/{extension_id}/event/", create)
+    r.add_get("/extension/{extension_id}/event/", list_)
+    r.add_delete("/extension/{extension_id}/event/", delete_all)
+    r.add_get("/extension/{extension_id}/event/{sub_id}", get_one)
+    r.add_put("/extension/{extension_id}/event/{sub_id}", put_one)
+    r.add_delete("/extension/{extension_id}/event/{sub_id}", delete_one)
+    r.add_get("/limit/", limits)
+    return app

@@ -1,0 +1,177 @@
+"""The subscriptions REST API: Telphin-compatible CRUD, auth, validation, limits, persistence."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from bridge.api import make_app
+from bridge.config import parse_config
+from bridge.store import Store
+
+ADMIN = "admin-token-0123456789"
+LIMITED = "limited-token-0123456789"
+CONFIG_TEXT = f"""
+ami: {{username: bridge, secret: s}}
+extensions:
+  - {{id: 175, name: "000*099@pbx.example", type: phone, endpoint: "099"}}
+  - {{id: 176, name: "000*100@pbx.example", type: phone, endpoint: "100"}}
+  - {{id: 1300, name: "000*300@pbx.example", type: queue, queue: support}}
+api:
+  tokens:
+    - {{token: {ADMIN}}}
+    - {{token: {LIMITED}, extensions: [176]}}
+  max_subscriptions_per_extension: 3
+  max_subscriptions_total: 5
+  max_body_bytes: 8192
+"""
+CONFIG = parse_config(CONFIG_TEXT)
+AUTH = {"Authorization": f"Bearer {ADMIN}"}
+SUB = {"url": "https://somehost.com/fordel/show.php?myid=175", "event_type": "dial-out", "method": "GET"}
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
+    store = Store(tmp_path / "bridge.db")
+    async with TestClient(TestServer(make_app(CONFIG, store))) as c:
+        yield c
+    store.close()
+
+
+async def test_create_answers_like_telphin(client: TestClient[Any, Any]) -> None:
+    """POST answers {url, method, event_type, id} and the subscription is listed and readable."""
+    resp = await client.post("/extension/175/event/", json=SUB, headers=AUTH)
+    assert resp.status == 200
+    body = await resp.json()
+    assert body == {**SUB, "id": body["id"]} and isinstance(body["id"], int)
+    listed = await (await client.get("/extension/175/event/", headers=AUTH)).json()
+    assert listed == [body]
+    one = await client.get(f"/extension/175/event/{body['id']}", headers=AUTH)
+    assert await one.json() == body
+
+
+async def test_put_replaces_and_delete_removes(client: TestClient[Any, Any]) -> None:
+    """PUT changes a subscription; DELETE one removes it; DELETE the collection removes all."""
+    a = await (await client.post("/extension/175/event/", json=SUB, headers=AUTH)).json()
+    changed = {"url": "http://crm.example/hook", "event_type": "hangup", "method": "POST"}
+    resp = await client.put(f"/extension/175/event/{a['id']}", json=changed, headers=AUTH)
+    assert resp.status == 200 and await resp.json() == {**changed, "id": a["id"]}
+    assert (await client.delete(f"/extension/175/event/{a['id']}", headers=AUTH)).status == 200
+    assert (await client.get(f"/extension/175/event/{a['id']}", headers=AUTH)).status == 404
+    for _ in range(2):
+        await client.post("/extension/175/event/", json=SUB, headers=AUTH)
+    resp = await client.delete("/extension/175/event/", headers=AUTH)
+    assert await resp.json() == {"deleted": 2}
+    assert await (await client.get("/extension/175/event/", headers=AUTH)).json() == []
+
+
+@pytest.mark.parametrize(
+    ("headers", "path", "status", "error"),
+    [
+        ({}, "/extension/175/event/", 401, "unauthorized"),
+        ({"Authorization": "Bearer nope"}, "/extension/175/event/", 401, "unauthorized"),
+        ({"Authorization": f"Basic {ADMIN}"}, "/extension/175/event/", 401, "unauthorized"),
+        ({"Authorization": f"Bearer {LIMITED}"}, "/extension/175/event/", 403, "forbidden"),
+        ({"Authorization": f"Bearer {LIMITED}"}, "/extension/176/event/", 200, None),
+        (AUTH, "/extension/999/event/", 404, "not_found"),
+        (AUTH, "/extension/abc/event/", 404, "not_found"),
+        (AUTH, "/extension/175/event/12345", 404, "not_found"),
+        (AUTH, "/extension/175/event/x", 404, "not_found"),
+        ({}, "/limit/", 401, "unauthorized"),
+        (AUTH, "/nowhere", 404, "not_found"),
+    ],
+)
+async def test_auth_and_lookup_errors(client: TestClient[Any, Any], headers: dict[str, str], path: str,
+                                      status: int, error: str | None) -> None:  # fmt: skip
+    """Missing/wrong tokens are 401, a token used outside its extensions 403, unknown ids 404."""
+    resp = await client.get(path, headers=headers)
+    assert resp.status == status
+    if error:
+        body = await resp.json()
+        assert body["error"] == error and body["message"]
+    if status == 401:
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({**SUB, "event_type": "ringing"}, "event_type"),
+        ({**SUB, "method": "PUT"}, "method"),
+        ({**SUB, "url": "/relative/path"}, "url"),
+        ({**SUB, "url": "ftp://host/x"}, "url"),
+        ({**SUB, "url": "http://"}, "url"),
+        ({**SUB, "url": "http://host:99999/"}, "url"),
+        ({**SUB, "url": "https://x/" + "a" * 3000}, "url"),
+        ({"event_type": "hangup", "method": "GET"}, "url"),
+        ({**SUB, "url": 5}, "url"),
+        ({**SUB, "extra": 1}, "extra"),
+    ],
+)
+async def test_invalid_subscriptions_name_the_field(client: TestClient[Any, Any], body: dict[str, Any],
+                                                    field: str) -> None:  # fmt: skip
+    """Each invalid body is a 400 whose JSON names the field and the problem."""
+    resp = await client.post("/extension/175/event/", json=body, headers=AUTH)
+    assert resp.status == 400
+    err = await resp.json()
+    assert err["field"] == field and err["message"]
+
+
+async def test_lowercase_method_is_accepted_as_upper(client: TestClient[Any, Any]) -> None:
+    """'post' is taken as POST."""
+    resp = await client.post("/extension/175/event/", json={**SUB, "method": "post"}, headers=AUTH)
+    assert (await resp.json())["method"] == "POST"
+
+
+@pytest.mark.parametrize(
+    ("data", "ctype", "status", "error"),
+    [
+        (b"{not json", "application/json", 400, "invalid_json"),
+        (b"[1, 2]", "application/json", 400, "invalid_request"),
+        (b"url=x", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+        (b'{"url": "' + b"a" * 9000 + b'"}', "application/json", 413, "too_large"),
+        (b"\xff\xfe", "application/json", 400, "invalid_json"),
+    ],
+)
+async def test_malformed_bodies_are_clear_4xx(client: TestClient[Any, Any], data: bytes, ctype: str,
+                                              status: int, error: str) -> None:  # fmt: skip
+    """Malformed JSON, wrong content type and oversized bodies get a JSON 4xx, never a 500."""
+    resp = await client.post("/extension/175/event/", data=data, headers={**AUTH, "Content-Type": ctype})
+    assert resp.status == status
+    assert (await resp.json())["error"] == error
+
+
+async def test_limits_are_reported_and_enforced(client: TestClient[Any, Any]) -> None:
+    """GET /limit/ shows maxima and usage; creating past a limit is a 409 saying which."""
+    for _ in range(3):
+        assert (await client.post("/extension/175/event/", json=SUB, headers=AUTH)).status == 200
+    resp = await client.post("/extension/175/event/", json=SUB, headers=AUTH)
+    assert resp.status == 409 and "extension 175" in (await resp.json())["message"]
+    for _ in range(2):
+        assert (await client.post("/extension/176/event/", json=SUB, headers=AUTH)).status == 200
+    resp = await client.post("/extension/1300/event/", json=SUB, headers=AUTH)
+    assert resp.status == 409 and "5 subscriptions" in (await resp.json())["message"]
+    lim = await (await client.get("/limit/", headers=AUTH)).json()
+    assert lim["event_subscriptions"] == {
+        "max_per_extension": 3, "max_total": 5, "used_total": 5,
+        "used_by_extension": {"175": 3, "176": 2, "1300": 0},
+    }  # fmt: skip
+    limited = await (await client.get("/limit/", headers={"Authorization": f"Bearer {LIMITED}"})).json()
+    assert limited["event_subscriptions"]["used_by_extension"] == {"176": 2}
+
+
+async def test_subscriptions_survive_a_restart(tmp_path: Path) -> None:
+    """Subscriptions are in the SQLite file: a new store on the same path lists them."""
+    path = tmp_path / "bridge.db"
+    store = Store(path)
+    async with TestClient(TestServer(make_app(CONFIG, store))) as c:
+        created = await (await c.post("/extension/175/event/", json=SUB, headers=AUTH)).json()
+    store.close()
+    again = Store(path)
+    async with TestClient(TestServer(make_app(CONFIG, again))) as c:
+        assert await (await c.get("/extension/175/event/", headers=AUTH)).json() == [created]
+    again.close()
