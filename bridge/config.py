@@ -106,6 +106,18 @@ class StoreConfig(_Strict):
     path: str = "/var/lib/ami-bridge/bridge.db"
 
 
+class DeliveryConfig(_Strict):
+    """Webhook delivery: timeouts, retries, concurrency, signing."""
+
+    connect_timeout: Annotated[float, Field(gt=0)] = 5.0
+    read_timeout: Annotated[float, Field(gt=0)] = 10.0
+    max_attempts: Annotated[int, Field(ge=1)] = 10
+    backoff_initial: Annotated[float, Field(gt=0)] = 1.0
+    backoff_max: Annotated[float, Field(gt=0)] = 300.0
+    concurrency: Annotated[int, Field(ge=1)] = 50
+    secret: str | None = None
+
+
 class Config(_Strict):
     """The whole file."""
 
@@ -115,6 +127,7 @@ class Config(_Strict):
     variables: Variables = Variables()
     api: ApiConfig = ApiConfig()
     store: StoreConfig = StoreConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
 
     def extension(self, ext_id: int) -> Extension | None:
         for ext in self.extensions:

@@ -1,0 +1,44 @@
+"""Building webhook requests: GET query merge, POST form body, idempotency key, signature."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlsplit
+
+from bridge.delivery.request import SIGNATURE_HEADER, build_request, verify_signature
+
+EVENT = {"EventType": "dial-out", "CallID": "c1", "CallerIDName": "Анна & Co", "EventTime": 1766736711480097,
+         "Duration": 0}  # fmt: skip
+
+
+def test_get_keeps_the_urls_own_query_first() -> None:
+    """GET: the subscription URL's ?myid=175 stays, the fields follow in the query string."""
+    req = build_request("GET", "https://somehost.com/fordel/show.php?myid=175", EVENT, "k1")
+    parts = urlsplit(req.url)
+    assert parts.path == "/fordel/show.php"
+    pairs = parse_qsl(parts.query)
+    assert pairs[0] == ("myid", "175")
+    assert dict(pairs[1:]) == {"EventType": "dial-out", "CallID": "c1", "CallerIDName": "Анна & Co",
+                               "EventTime": "1766736711480097", "Duration": "0"}  # fmt: skip
+    assert req.body == b"" and "Content-Type" not in req.headers
+
+
+def test_post_sends_a_form_body() -> None:
+    """POST: the fields are an application/x-www-form-urlencoded body; the URL is unchanged."""
+    req = build_request("POST", "http://crm.example/hook?x=1", EVENT, "k1")
+    assert req.url == "http://crm.example/hook?x=1"
+    assert req.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert dict(parse_qsl(req.body.decode()))["CallerIDName"] == "Анна & Co"
+
+
+def test_idempotency_key_and_signature_verify() -> None:
+    """The key is sent as given; the signature verifies with the secret and fails without it."""
+    req = build_request(
+        "POST", "http://crm.example/hook", EVENT, "delivery-42", secret="s3cret", now=1700000000
+    )
+    assert req.headers["Idempotency-Key"] == "delivery-42"
+    sig = req.headers[SIGNATURE_HEADER]
+    assert sig.startswith("t=1700000000,v1=")
+    assert verify_signature("s3cret", sig, "POST", req.url, req.body)
+    assert not verify_signature("wrong", sig, "POST", req.url, req.body)
+    assert not verify_signature("s3cret", sig, "POST", req.url, req.body + b"x")
+    assert SIGNATURE_HEADER not in build_request("GET", "http://h/", EVENT, "k").headers

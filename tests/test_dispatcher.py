@@ -1,0 +1,192 @@
+"""Webhook delivery against real HTTP receivers on loopback: order, retries, give-up, 410, restart."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from bridge.config import DeliveryConfig
+from bridge.delivery.dispatcher import Dispatcher
+from bridge.store import Store
+
+FAST = DeliveryConfig(backoff_initial=0.01, backoff_max=0.05, max_attempts=4, read_timeout=5)
+
+
+@dataclass
+class Receiver:
+    """A loopback HTTP receiver answering from a script of statuses (then 200)."""
+
+    script: list[int] = field(default_factory=list)
+    delay: float = 0.0
+    got: list[dict[str, Any]] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        fields = dict(parse_qsl(body.decode())) if body else dict(parse_qsl(request.query_string))
+        self.got.append({"method": request.method, "path": request.path, "fields": fields,
+                         "key": request.headers.get("Idempotency-Key"), "at": time.monotonic(),
+                         "query": request.query_string})  # fmt: skip
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return web.Response(status=self.script.pop(0) if self.script else 200)
+
+
+@pytest.fixture
+async def receivers() -> AsyncIterator[tuple[dict[str, Receiver], str]]:
+    recs = {name: Receiver() for name in ("a", "b")}
+    app = web.Application()
+    for name, rec in recs.items():
+        app.router.add_route("*", f"/{name}", rec.handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield recs, f"http://127.0.0.1:{server.port}"
+    await server.close()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "bridge.db")
+
+
+def event(n: int, kind: str = "hangup") -> dict[str, Any]:
+    return {"EventType": kind, "CallID": f"call-{n}", "EventTime": 1000 + n, "Duration": 0}
+
+
+async def run(store: Store, config: DeliveryConfig = FAST) -> Dispatcher:
+    async with aiohttp.ClientSession() as session:
+        d = Dispatcher(store, config, session)
+        d.wake()
+        await asyncio.wait_for(d.idle(), 20)
+        return d
+
+
+async def test_get_and_post_deliver_the_fields(receivers: Any, store: Store) -> None:
+    """GET carries the fields in the query after the URL's own; POST in a form body; one key each."""
+    recs, base = receivers
+    store.add_subscription(175, "hangup", f"{base}/a?myid=175", "GET")
+    store.add_subscription(175, "hangup", f"{base}/b", "POST")
+    store.enqueue(175, event(1))
+    await run(store)
+    a, b = recs["a"].got, recs["b"].got
+    assert a[0]["method"] == "GET" and a[0]["query"].startswith("myid=175&")
+    assert a[0]["fields"]["CallID"] == "call-1" and a[0]["fields"]["EventTime"] == "1001"
+    assert b[0]["method"] == "POST" and b[0]["fields"]["EventType"] == "hangup"
+    assert a[0]["key"] and b[0]["key"] and a[0]["key"] != b[0]["key"]
+    assert store.deliveries("delivered") and not store.deliveries("pending")
+
+
+async def test_only_matching_subscriptions_get_the_event(receivers: Any, store: Store) -> None:
+    """An event goes to its extension's subscriptions of its type, nowhere else."""
+    recs, base = receivers
+    store.add_subscription(175, "dial-in", f"{base}/a", "GET")
+    store.add_subscription(176, "hangup", f"{base}/a", "GET")
+    assert store.enqueue(175, event(1, "hangup")) == []
+    await run(store)
+    assert recs["a"].got == []
+
+
+async def test_events_arrive_in_order_per_subscription(receivers: Any, store: Store) -> None:
+    """Ten events for one subscription arrive in the order they were committed."""
+    recs, base = receivers
+    store.add_subscription(175, "hangup", f"{base}/a", "POST")
+    for n in range(10):
+        store.enqueue(175, event(n))
+    recs["a"].script = [500, 200, 503]  # retries must not reorder
+    await run(store)
+    calls = [g["fields"]["CallID"] for g in recs["a"].got]
+    assert calls[:4] == ["call-0", "call-0", "call-1", "call-1"]  # each retried before the next
+    assert list(dict.fromkeys(calls)) == [f"call-{n}" for n in range(10)]
+    assert calls == sorted(calls, key=lambda c: int(c.split("-")[1]))
+
+
+async def test_retries_keep_the_idempotency_key(receivers: Any, store: Store) -> None:
+    """500, timeout-like 503 and 429 are retried; every attempt carries the same key."""
+    recs, base = receivers
+    store.add_subscription(175, "hangup", f"{base}/a", "GET")
+    store.enqueue(175, event(1))
+    recs["a"].script = [500, 429, 503]
+    d = await run(store)
+    keys = {g["key"] for g in recs["a"].got}
+    assert len(recs["a"].got) == 4 and len(keys) == 1
+    assert d.outcomes["retry"] == 3 and d.outcomes["delivered"] == 1
+
+
+async def test_gives_up_after_max_attempts_and_can_retry(receivers: Any, store: Store) -> None:
+    """After max_attempts the delivery is failed and listed; retry_failed sends it again."""
+    recs, base = receivers
+    store.add_subscription(175, "hangup", f"{base}/a", "GET")
+    store.enqueue(175, event(1))
+    recs["a"].script = [503] * 4
+    await run(store)
+    failed = store.deliveries("failed")
+    assert len(failed) == 1 and failed[0]["attempts"] == 4 and failed[0]["last_status"] == 503
+    assert store.retry_failed() == 1
+    await run(store)
+    assert len(recs["a"].got) == 5 and store.deliveries("failed") == []
+
+
+@pytest.mark.parametrize(
+    ("status", "attempts", "disabled"), [(404, 1, False), (400, 1, False), (410, 1, True)]
+)
+async def test_client_errors_are_not_retried(receivers: Any, store: Store, status: int, attempts: int,
+                                             disabled: bool) -> None:  # fmt: skip
+    """4xx (other than 429) fails at once; 410 also disables the subscription."""
+    recs, base = receivers
+    sub = store.add_subscription(175, "hangup", f"{base}/a", "GET")
+    store.enqueue(175, event(1))
+    recs["a"].script = [status]
+    await run(store)
+    assert len(recs["a"].got) == attempts
+    assert store.deliveries("failed")[0]["last_status"] == status
+    assert (store.matching(175, "hangup") == []) is disabled
+    del sub
+
+
+async def test_dead_receiver_does_not_delay_others(receivers: Any, store: Store) -> None:
+    """A receiver that refuses connections only delays its own deliveries."""
+    recs, base = receivers
+    store.add_subscription(175, "hangup", "http://127.0.0.1:9/dead", "GET")  # discard port: refused
+    store.add_subscription(175, "hangup", f"{base}/b", "GET")
+    store.enqueue(175, event(1))
+    slow = DeliveryConfig(backoff_initial=0.3, backoff_max=0.3, max_attempts=3)
+    started = time.monotonic()
+    await run(store, slow)
+    assert recs["b"].got[0]["at"] - started < 0.25
+    assert store.deliveries("failed")[0]["last_error"].startswith("ClientConnectorError")
+
+
+async def test_slow_receiver_does_not_delay_others(receivers: Any, store: Store) -> None:
+    """While one receiver takes 1 s to answer, another gets its events at once."""
+    recs, base = receivers
+    recs["a"].delay = 1.0
+    store.add_subscription(175, "hangup", f"{base}/a", "GET")
+    store.add_subscription(175, "hangup", f"{base}/b", "GET")
+    store.enqueue(175, event(1))
+    store.enqueue(175, event(2))
+    started = time.monotonic()
+    await run(store)
+    assert recs["b"].got[1]["at"] - started < 0.5
+    assert len(recs["a"].got) == 2
+
+
+async def test_pending_deliveries_survive_a_restart(receivers: Any, tmp_path: Path) -> None:
+    """Events committed before a stop are delivered by the next process, none lost."""
+    recs, base = receivers
+    first = Store(tmp_path / "bridge.db")
+    first.add_subscription(175, "hangup", f"{base}/a", "POST")
+    for n in range(3):
+        first.enqueue(175, event(n))
+    first.close()  # the process stops before sending anything
+    second = Store(tmp_path / "bridge.db")
+    await run(second)
+    assert [g["fields"]["CallID"] for g in recs["a"].got] == ["call-0", "call-1", "call-2"]
