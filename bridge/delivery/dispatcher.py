@@ -33,8 +33,14 @@ log = logging.getLogger(__name__)
 
 
 class Dispatcher:
-    def __init__(self, store: Store, config: DeliveryConfig, session: aiohttp.ClientSession,
-                 clock: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: Store,
+        config: DeliveryConfig,
+        session: aiohttp.ClientSession,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
         self.store = store
         self.config = config
         self.session = session
@@ -91,8 +97,14 @@ class Dispatcher:
         started = time.monotonic()
         async with self._sem:
             try:
-                async with self.session.request(req.method, req.url, data=req.body or None, headers=req.headers,
-                                                timeout=timeout, allow_redirects=False) as resp:  # fmt: skip
+                async with self.session.request(
+                    req.method,
+                    req.url,
+                    data=req.body or None,
+                    headers=req.headers,
+                    timeout=timeout,
+                    allow_redirects=False,
+                ) as resp:
                     status = resp.status
                     await resp.content.read(65536)  # read a little, never a huge body
             except (aiohttp.ClientError, TimeoutError) as err:
