@@ -31,6 +31,7 @@ CONFIG_KEY = web.AppKey("config", Config)
 STORE_KEY = web.AppKey("store", Store)
 TOKENS_KEY = web.AppKey("tokens", list)
 TOKEN_KEY = web.RequestKey("token", ApiToken)
+DISPATCHER_KEY = web.AppKey("dispatcher", object)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -71,7 +72,7 @@ def _authorize(request: web.Request) -> ApiToken:
 @web.middleware
 async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        if request.path.startswith(("/extension/", "/limit")):
+        if request.path.startswith(("/extension/", "/limit", "/deliveries")):
             request[TOKEN_KEY] = _authorize(request)
         return await handler(request)
     except ApiError as err:
@@ -215,6 +216,37 @@ async def limits(request: web.Request) -> web.Response:
     })  # fmt: skip
 
 
+def _admin(request: web.Request) -> None:
+    if request[TOKEN_KEY].extensions is not None:
+        raise ApiError(403, "forbidden", "only a token without an extensions list may manage deliveries")
+
+
+async def list_deliveries(request: web.Request) -> web.Response:
+    """Deliveries by state (default: failed), for inspection."""
+    _admin(request)
+    state = request.query.get("state", "failed")
+    if state not in ("pending", "delivered", "failed"):
+        raise ApiError(400, "invalid_request", "state must be pending, delivered or failed", "state")
+    return web.json_response(request.app[STORE_KEY].deliveries(state))
+
+
+async def retry_deliveries(request: web.Request) -> web.Response:
+    """Put failed deliveries back in the queue: all, or {"ids": [...]}."""
+    _admin(request)
+    ids: list[int] | None = None
+    if request.can_read_body:
+        data = await _body(request)
+        raw = data.get("ids")
+        if raw is not None and (not isinstance(raw, list) or not all(isinstance(i, int) for i in raw)):
+            raise ApiError(400, "invalid_request", "ids must be a list of delivery ids", "ids")
+        ids = raw
+    n = request.app[STORE_KEY].retry_failed(ids)
+    dispatcher = request.app.get(DISPATCHER_KEY)
+    if dispatcher is not None:
+        dispatcher.wake()  # type: ignore[attr-defined]
+    return web.json_response({"retried": n})
+
+
 def make_app(config: Config, store: Store) -> web.Application:
     app = web.Application(middlewares=[errors_and_auth], client_max_size=config.api.max_body_bytes)
     app[CONFIG_KEY] = config
@@ -228,4 +260,6 @@ def make_app(config: Config, store: Store) -> web.Application:
     r.add_put("/extension/{extension_id}/event/{sub_id}", put_one)
     r.add_delete("/extension/{extension_id}/event/{sub_id}", delete_one)
     r.add_get("/limit/", limits)
+    r.add_get("/deliveries/", list_deliveries)
+    r.add_post("/deliveries/retry", retry_deliveries)
     return app

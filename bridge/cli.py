@@ -86,6 +86,60 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _setup_logging(fmt: str, level: str) -> None:
+    import logging
+
+    from bridge.logs import JsonFormatter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"))  # fmt: skip
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from bridge.daemon import Daemon
+    from bridge.store import StoreError
+
+    config = _load(args.config)
+    if config is None:
+        return 1
+    _setup_logging(args.log_format, args.log_level)
+    try:
+        asyncio.run(Daemon(config).run())
+    except StoreError as err:
+        print(f"ami-bridge run: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"ami-bridge run: cannot listen on {config.api.listen}: {err.strerror}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_deliveries(args: argparse.Namespace) -> int:
+    import json
+
+    from bridge.store import Store, StoreError
+
+    config = _load(args.config)
+    if config is None:
+        return 1
+    try:
+        store = Store(config.store.path)
+    except StoreError as err:
+        print(err, file=sys.stderr)
+        return 1
+    if args.retry:
+        print(f"{store.retry_failed(args.ids or None)} failed deliveries put back in the queue")
+    else:
+        for row in store.deliveries(args.state):
+            print(json.dumps(row, ensure_ascii=False))
+    store.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ami-bridge",
@@ -127,6 +181,19 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("files", nargs="+", metavar="FILE.ami")
     rp.add_argument("--config", required=True, metavar="CONFIG.yaml")
     rp.set_defaults(func=_cmd_replay)
+
+    run = sub.add_parser("run", help="run the bridge: AMI -> events -> webhooks, and the REST API")
+    run.add_argument("--config", required=True, metavar="CONFIG.yaml")
+    run.add_argument("--log-format", choices=("json", "text"), default="json")
+    run.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    run.set_defaults(func=_cmd_run)
+
+    dl = sub.add_parser("deliveries", help="list deliveries (failed by default) or retry failed ones")
+    dl.add_argument("--config", required=True, metavar="CONFIG.yaml")
+    dl.add_argument("--state", choices=("failed", "pending", "delivered"), default="failed")
+    dl.add_argument("--retry", action="store_true", help="put failed deliveries back in the queue")
+    dl.add_argument("ids", nargs="*", type=int, help="only these delivery ids (with --retry)")
+    dl.set_defaults(func=_cmd_deliveries)
 
     cc = sub.add_parser("check-config", help="validate a configuration file")
     cc.add_argument("config", metavar="CONFIG.yaml")
