@@ -66,8 +66,9 @@ store: {{path: "{tmp_path / "bridge.db"}"}}
 delivery: {{backoff_initial: 0.2, backoff_max: 1}}
 """
     )
-    proc = subprocess.Popen([sys.executable, "-m", "bridge", "run", "--config", str(config)],
-                            cwd=REPO, stderr=open(tmp_path / "daemon.log", "wb"))  # fmt: skip
+    with open(tmp_path / "daemon.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "bridge", "run", "--config", str(config)],
+                                cwd=REPO, stderr=log)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as s:
@@ -93,10 +94,13 @@ delivery: {{backoff_initial: 0.2, backoff_max: 1}}
 
 
 async def subscribe(base: str, ext: int, event_type: str, url: str, method: str) -> None:
-    async with aiohttp.ClientSession() as s:
-        async with s.post(f"{base}/extension/{ext}/event/", headers={"Authorization": f"Bearer {TOKEN}"},
-                          json={"url": url, "event_type": event_type, "method": method}) as r:  # fmt: skip
-            assert r.status == 200, await r.text()
+    body = {"url": url, "event_type": event_type, "method": method}
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(f"{base}/extension/{ext}/event/", headers=headers, json=body) as r,
+    ):
+        assert r.status == 200, await r.text()
 
 
 async def place(fn: Any) -> None:
