@@ -262,4 +262,20 @@ def make_app(config: Config, store: Store) -> web.Application:
     r.add_get("/limit/", limits)
     r.add_get("/deliveries/", list_deliveries)
     r.add_post("/deliveries/retry", retry_deliveries)
+    add_docs(app)
     return app
+
+
+def add_docs(app: web.Application) -> None:
+    """/openapi.json, and the Swagger UI at /docs with its assets bundled (works offline)."""
+    from swagger_ui import api_doc
+
+    from bridge.openapi import openapi
+
+    spec = openapi()
+
+    async def openapi_json(request: web.Request) -> web.Response:
+        return web.json_response(spec)
+
+    app.router.add_get("/openapi.json", openapi_json)
+    api_doc(app, config=spec, url_prefix="/docs", title="ami-bridge API")

@@ -175,3 +175,28 @@ async def test_subscriptions_survive_a_restart(tmp_path: Path) -> None:
     async with TestClient(TestServer(make_app(CONFIG, again))) as c:
         assert await (await c.get("/extension/175/event/", headers=AUTH)).json() == [created]
     again.close()
+
+
+async def test_openapi_and_offline_docs(client: TestClient[Any, Any]) -> None:
+    """/openapi.json describes every route; /docs is Swagger UI served from our own assets."""
+    spec = await (await client.get("/openapi.json")).json()
+    assert spec["openapi"].startswith("3.1")
+    assert set(spec["paths"]) == {"/extension/{extension_id}/event/", "/extension/{extension_id}/event/{id}",
+                                  "/limit/", "/deliveries/", "/deliveries/retry"}  # fmt: skip
+    page = await client.get("/docs/")
+    html = await page.text()
+    assert page.status == 200 and "swagger-ui-bundle.js" in html
+    assert "http://" not in html and "https://" not in html  # no CDN
+    js = await client.get("/docs/static/swagger-ui-bundle.js")
+    assert js.status == 200 and len(await js.read()) > 100_000
+
+
+async def test_deliveries_need_an_unrestricted_token(client: TestClient[Any, Any]) -> None:
+    """Listing and retrying deliveries is refused to tokens limited to some extensions."""
+    limited = {"Authorization": f"Bearer {LIMITED}"}
+    assert (await client.get("/deliveries/", headers=limited)).status == 403
+    assert await (await client.get("/deliveries/", headers=AUTH)).json() == []
+    assert (await client.get("/deliveries/?state=weird", headers=AUTH)).status == 400
+    resp = await client.post("/deliveries/retry", json={"ids": "x"}, headers=AUTH)
+    assert resp.status == 400 and (await resp.json())["field"] == "ids"
+    assert await (await client.post("/deliveries/retry", headers=AUTH)).json() == {"retried": 0}

@@ -1,0 +1,110 @@
+"""The OpenAPI 3.1 description of the REST API, served at /openapi.json and browsed at /docs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridge import __version__
+from bridge.api import EVENT_TYPES, METHODS
+
+
+def _err(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}  # fmt: skip
+
+
+EXT = {"name": "extension_id", "in": "path", "required": True, "schema": {"type": "integer"},
+       "description": "Numeric id of a configured extension"}  # fmt: skip
+SUB_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+COMMON = {"401": _err("No or unknown bearer token"), "403": _err("The token does not cover this extension"),
+          "404": _err("Unknown extension or subscription")}  # fmt: skip
+BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EventIn"}}},
+}
+ONE = {"200": {"description": "The subscription",
+               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Event"}}}}}  # fmt: skip
+BAD = {"400": _err("Invalid field (named in `field`) or malformed JSON"), "413": _err("Body too large"),
+       "415": _err("Not application/json")}  # fmt: skip
+
+
+def openapi() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "ami-bridge: extension number events",
+            "version": __version__,
+            "description": "Subscribe URLs to the call events of PBX extensions (Telphin-compatible).",
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "EventIn": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["url", "event_type", "method"],
+                    "properties": {
+                        "url": {"type": "string", "format": "uri", "maxLength": 2048,
+                                "description": "Absolute http(s) URL called when the event occurs"},
+                        "event_type": {"type": "string", "enum": list(EVENT_TYPES)},
+                        "method": {"type": "string", "enum": list(METHODS),
+                                   "description": "GET: fields in the query string; POST: form body"},
+                    },
+                },  # fmt: skip
+                "Event": {
+                    "type": "object",
+                    "required": ["url", "event_type", "method", "id"],
+                    "properties": {
+                        "url": {"type": "string"},
+                        "event_type": {"type": "string", "enum": list(EVENT_TYPES)},
+                        "method": {"type": "string", "enum": list(METHODS)},
+                        "id": {"type": "integer"},
+                    },
+                },
+                "Error": {
+                    "type": "object",
+                    "required": ["error", "message"],
+                    "properties": {"error": {"type": "string"}, "message": {"type": "string"},
+                                   "field": {"type": "string"}},
+                },  # fmt: skip
+                "Limits": {"type": "object", "properties": {"event_subscriptions": {"type": "object"}}},
+                "Delivery": {"type": "object"},
+            },
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/extension/{extension_id}/event/": {
+                "parameters": [EXT],
+                "post": {"summary": "Add an extension event subscription", "requestBody": BODY,
+                         "responses": {**ONE, **BAD, **COMMON, "409": _err("A subscription limit is reached")}},
+                "get": {"summary": "List the extension's subscriptions",
+                        "responses": {"200": {"description": "Subscriptions", "content": {"application/json": {
+                            "schema": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}}}},
+                            **COMMON}},
+                "delete": {"summary": "Remove all of the extension's subscriptions",
+                           "responses": {"200": {"description": "How many were removed"}, **COMMON}},
+            },
+            "/extension/{extension_id}/event/{id}": {
+                "parameters": [EXT, SUB_ID],
+                "get": {"summary": "Get one subscription", "responses": {**ONE, **COMMON}},
+                "put": {"summary": "Replace one subscription", "requestBody": BODY,
+                        "responses": {**ONE, **BAD, **COMMON}},
+                "delete": {"summary": "Remove one subscription", "responses": {**ONE, **COMMON}},
+            },
+            "/limit/": {
+                "get": {"summary": "Subscription limits and usage",
+                        "responses": {"200": {"description": "Limits", "content": {"application/json": {
+                            "schema": {"$ref": "#/components/schemas/Limits"}}}}, "401": COMMON["401"]}},
+            },
+            "/deliveries/": {
+                "get": {"summary": "Deliveries by state (failed by default); tokens without an extensions list",
+                        "parameters": [{"name": "state", "in": "query", "schema": {
+                            "type": "string", "enum": ["failed", "pending", "delivered"]}}],
+                        "responses": {"200": {"description": "Deliveries"}, "400": BAD["400"], **COMMON}},
+            },
+            "/deliveries/retry": {
+                "post": {"summary": "Put failed deliveries back in the queue (all, or {'ids': [...]})",
+                         "responses": {"200": {"description": "How many"}, **BAD, **COMMON}},
+            },
+        },
+    }  # fmt: skip
