@@ -9,23 +9,40 @@ from bridge.api import EVENT_TYPES, METHODS
 
 
 def _err(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}  # fmt: skip
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
 
 
-EXT = {"name": "extension_id", "in": "path", "required": True, "schema": {"type": "integer"},
-       "description": "Numeric id of a configured extension"}  # fmt: skip
+EXT = {
+    "name": "extension_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer"},
+    "description": "Numeric id of a configured extension",
+}
 SUB_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
-COMMON = {"401": _err("No or unknown bearer token"), "403": _err("The token does not cover this extension"),
-          "404": _err("Unknown extension or subscription")}  # fmt: skip
+COMMON = {
+    "401": _err("No or unknown bearer token"),
+    "403": _err("The token does not cover this extension"),
+    "404": _err("Unknown extension or subscription"),
+}
 BODY = {
     "required": True,
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EventIn"}}},
 }
-ONE = {"200": {"description": "The subscription",
-               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Event"}}}}}  # fmt: skip
-BAD = {"400": _err("Invalid field (named in `field`) or malformed JSON"), "413": _err("Body too large"),
-       "415": _err("Not application/json")}  # fmt: skip
+ONE = {
+    "200": {
+        "description": "The subscription",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Event"}}},
+    }
+}
+BAD = {
+    "400": _err("Invalid field (named in `field`) or malformed JSON"),
+    "413": _err("Body too large"),
+    "415": _err("Not application/json"),
+}
 
 
 def openapi() -> dict[str, Any]:
@@ -44,13 +61,20 @@ def openapi() -> dict[str, Any]:
                     "additionalProperties": False,
                     "required": ["url", "event_type", "method"],
                     "properties": {
-                        "url": {"type": "string", "format": "uri", "maxLength": 2048,
-                                "description": "Absolute http(s) URL called when the event occurs"},
+                        "url": {
+                            "type": "string",
+                            "format": "uri",
+                            "maxLength": 2048,
+                            "description": "Absolute http(s) URL called when the event occurs",
+                        },
                         "event_type": {"type": "string", "enum": list(EVENT_TYPES)},
-                        "method": {"type": "string", "enum": list(METHODS),
-                                   "description": "GET: fields in the query string; POST: form body"},
+                        "method": {
+                            "type": "string",
+                            "enum": list(METHODS),
+                            "description": "GET: fields in the query string; POST: form body",
+                        },
                     },
-                },  # fmt: skip
+                },
                 "Event": {
                     "type": "object",
                     "required": ["url", "event_type", "method", "id"],
@@ -64,9 +88,12 @@ def openapi() -> dict[str, Any]:
                 "Error": {
                     "type": "object",
                     "required": ["error", "message"],
-                    "properties": {"error": {"type": "string"}, "message": {"type": "string"},
-                                   "field": {"type": "string"}},
-                },  # fmt: skip
+                    "properties": {
+                        "error": {"type": "string"},
+                        "message": {"type": "string"},
+                        "field": {"type": "string"},
+                    },
+                },
                 "Limits": {"type": "object", "properties": {"event_subscriptions": {"type": "object"}}},
                 "Delivery": {"type": "object"},
             },
@@ -75,36 +102,75 @@ def openapi() -> dict[str, Any]:
         "paths": {
             "/extension/{extension_id}/event/": {
                 "parameters": [EXT],
-                "post": {"summary": "Add an extension event subscription", "requestBody": BODY,
-                         "responses": {**ONE, **BAD, **COMMON, "409": _err("A subscription limit is reached")}},
-                "get": {"summary": "List the extension's subscriptions",
-                        "responses": {"200": {"description": "Subscriptions", "content": {"application/json": {
-                            "schema": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}}}},
-                            **COMMON}},
-                "delete": {"summary": "Remove all of the extension's subscriptions",
-                           "responses": {"200": {"description": "How many were removed"}, **COMMON}},
+                "post": {
+                    "summary": "Add an extension event subscription",
+                    "requestBody": BODY,
+                    "responses": {**ONE, **BAD, **COMMON, "409": _err("A subscription limit is reached")},
+                },
+                "get": {
+                    "summary": "List the extension's subscriptions",
+                    "responses": {
+                        "200": {
+                            "description": "Subscriptions",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/Event"},
+                                    }
+                                }
+                            },
+                        },
+                        **COMMON,
+                    },
+                },
+                "delete": {
+                    "summary": "Remove all of the extension's subscriptions",
+                    "responses": {"200": {"description": "How many were removed"}, **COMMON},
+                },
             },
             "/extension/{extension_id}/event/{id}": {
                 "parameters": [EXT, SUB_ID],
                 "get": {"summary": "Get one subscription", "responses": {**ONE, **COMMON}},
-                "put": {"summary": "Replace one subscription", "requestBody": BODY,
-                        "responses": {**ONE, **BAD, **COMMON}},
+                "put": {
+                    "summary": "Replace one subscription",
+                    "requestBody": BODY,
+                    "responses": {**ONE, **BAD, **COMMON},
+                },
                 "delete": {"summary": "Remove one subscription", "responses": {**ONE, **COMMON}},
             },
             "/limit/": {
-                "get": {"summary": "Subscription limits and usage",
-                        "responses": {"200": {"description": "Limits", "content": {"application/json": {
-                            "schema": {"$ref": "#/components/schemas/Limits"}}}}, "401": COMMON["401"]}},
+                "get": {
+                    "summary": "Subscription limits and usage",
+                    "responses": {
+                        "200": {
+                            "description": "Limits",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/Limits"}}
+                            },
+                        },
+                        "401": COMMON["401"],
+                    },
+                },
             },
             "/deliveries/": {
-                "get": {"summary": "Deliveries by state (failed by default); tokens without an extensions list",
-                        "parameters": [{"name": "state", "in": "query", "schema": {
-                            "type": "string", "enum": ["failed", "pending", "delivered"]}}],
-                        "responses": {"200": {"description": "Deliveries"}, "400": BAD["400"], **COMMON}},
+                "get": {
+                    "summary": "Deliveries by state (failed by default); tokens without an extensions list",
+                    "parameters": [
+                        {
+                            "name": "state",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": ["failed", "pending", "delivered"]},
+                        }
+                    ],
+                    "responses": {"200": {"description": "Deliveries"}, "400": BAD["400"], **COMMON},
+                },
             },
             "/deliveries/retry": {
-                "post": {"summary": "Put failed deliveries back in the queue (all, or {'ids': [...]})",
-                         "responses": {"200": {"description": "How many"}, **BAD, **COMMON}},
+                "post": {
+                    "summary": "Put failed deliveries back in the queue (all, or {'ids': [...]})",
+                    "responses": {"200": {"description": "How many"}, **BAD, **COMMON},
+                },
             },
         },
-    }  # fmt: skip
+    }
