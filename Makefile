@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 NAME ?=
 
-.PHONY: help venv deps test lint lab-up lab-down lab-status lab-record lab-record-all lab-list clean
+.PHONY: help venv deps test lint lab-up lab-down lab-status lab-record lab-record-all lab-list lab-play clean
 
 help:
 	@echo "make test            set up everything (apt packages, venv) and run lint + all tests"
@@ -12,6 +12,7 @@ help:
 	@echo "make lab-record-all  record every lab scenario into fixtures/"
 	@echo "make lab-record NAME=internal-busy   record one scenario"
 	@echo "make lab-list        list the scenarios"
+	@echo "make lab-play NAME=internal-busy     place a scenario's calls, keep no recording"
 	@echo "make lab-down        stop Asterisk and any sipp the lab started"
 
 $(BIN)/python:
@@ -29,8 +30,8 @@ deps:
 	@scripts/system-deps
 
 lint: venv
-	$(BIN)/ruff check bridge tests lab
-	$(BIN)/ruff format --check bridge tests lab
+	$(BIN)/ruff check bridge tests lab bench
+	$(BIN)/ruff format --check bridge tests lab bench
 	$(BIN)/mypy
 
 test: deps venv lint
@@ -51,6 +52,10 @@ lab-list: venv
 lab-record: venv
 	@test -n "$(NAME)" || { echo "usage: make lab-record NAME=<scenario> (see make lab-list)"; exit 2; }
 	$(BIN)/python lab/driver.py record $(NAME)
+
+lab-play: venv
+	@test -n "$(NAME)" || { echo "usage: make lab-play NAME=<scenario> (see make lab-list)"; exit 2; }
+	$(BIN)/python lab/driver.py play $(NAME)
 
 lab-record-all: venv
 	$(BIN)/python lab/driver.py record --all

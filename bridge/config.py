@@ -104,6 +104,7 @@ class StoreConfig(_Strict):
     """The embedded store (SQLite)."""
 
     path: str = "/var/lib/ami-bridge/bridge.db"
+    synchronous: Literal["normal", "full"] = "normal"
 
 
 class DeliveryConfig(_Strict):

@@ -62,7 +62,7 @@ class Daemon:
 
     async def run(self) -> None:
         config = self.config
-        store = Store(config.store.path)
+        store = Store(config.store.path, config.store.synchronous)
         connector = aiohttp.TCPConnector(limit=config.delivery.concurrency)
         session = aiohttp.ClientSession(connector=connector)
         dispatcher = Dispatcher(store, config.delivery, session)

@@ -1,7 +1,8 @@
 """The embedded store: subscriptions (and, next, the event outbox) in SQLite.
 
-One SQLite file in WAL mode; every write is its own committed transaction before the
-call returns, so what the API answered survives a crash. The schema is created on open
+One SQLite file in WAL mode; every write is committed before the call returns, so
+what the API answered and every event handed to the outbox survive the process dying
+(``synchronous = normal``, the default) or even a power loss (``full``). The schema is created on open
 and versioned with ``PRAGMA user_version``.
 """
 
@@ -66,14 +67,16 @@ class Subscription:
 class Store:
     """Synchronous SQLite access; callers run it where blocking briefly is acceptable."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, synchronous: str = "normal") -> None:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
+            # WAL + NORMAL: a commit survives the process dying (kill -9); FULL also
+            # survives power loss, at the price of an fsync per commit.
+            self.db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.executescript(SCHEMA)
             self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")

@@ -3,6 +3,7 @@
     python lab/driver.py list                 the scenarios and what each does
     python lab/driver.py record NAME [NAME..] record fixtures/NAME.ami and NAME.md
     python lab/driver.py record --all         every scenario
+    python lab/driver.py play NAME            place the calls, keep no recording
 
 The lab must be up (``lab/lab.sh up``). Each scenario starts the sipp agents it needs
 (phones answer at 127.0.0.1:16<ext>, the carrier at 127.0.0.2:15070), places its calls
@@ -556,6 +557,8 @@ async def amain(argv: list[str]) -> int:
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list")
+    play = sub.add_parser("play", help="place a scenario's calls without keeping the recording")
+    play.add_argument("names", nargs="+")
     rec = sub.add_parser("record")
     rec.add_argument("names", nargs="*")
     rec.add_argument("--all", action="store_true")
@@ -565,6 +568,11 @@ async def amain(argv: list[str]) -> int:
         for name, fn in SCENARIOS.items():
             print(f"{name:36} {(fn.__doc__ or '').strip().splitlines()[0]}")
         return 0
+    if args.cmd == "play":
+        import tempfile
+
+        args.all = False
+        args.out = Path(tempfile.mkdtemp(prefix="ami-bridge-play-"))
     names = list(SCENARIOS) if args.all else args.names
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown or not names:

@@ -161,7 +161,8 @@ class Framer:
             if body >= n:
                 break
             a = buf.find(b"\n\r\n", body)
-            b = buf.find(b"\n\n", body)
+            # look for a bare-LF end only before the CRLF one: never rescan the whole buffer
+            b = buf.find(b"\n\n", body, a + 2 if a >= 0 else n)
             if a < 0 and b < 0:
                 break
             end = b + 2 if a < 0 or 0 <= b < a else a + 3
