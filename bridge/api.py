@@ -86,6 +86,9 @@ async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamR
     except StoreError as err:
         log.error("store error: %s", err)
         return ApiError(503, "store_unavailable", "the store cannot be written; try again later").response()
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return ApiError(500, "internal_error", "unexpected error; it has been logged").response()
 
 
 def _extension_id(request: web.Request) -> int:
@@ -251,7 +254,7 @@ def make_app(config: Config, store: Store) -> web.Application:
     app = web.Application(middlewares=[errors_and_auth], client_max_size=config.api.max_body_bytes)
     app[CONFIG_KEY] = config
     app[STORE_KEY] = store
-    app[TOKENS_KEY] = [(_digest(t.token), t) for t in config.api.tokens]
+    app[TOKENS_KEY] = [(t.digest, t) for t in config.api.tokens]
     r = app.router
     r.add_post("/extension/{extension_id}/event/", create)
     r.add_get("/extension/{extension_id}/event/", list_)

@@ -140,6 +140,17 @@ def _cmd_deliveries(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_hash_token(args: argparse.Namespace) -> int:
+    import hashlib
+
+    token = args.token if args.token is not None else sys.stdin.readline().strip()
+    if len(token) < 16:
+        print("ami-bridge hash-token: tokens must have at least 16 characters", file=sys.stderr)
+        return 2
+    print(hashlib.sha256(token.encode()).hexdigest())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ami-bridge",
@@ -194,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--retry", action="store_true", help="put failed deliveries back in the queue")
     dl.add_argument("ids", nargs="*", type=int, help="only these delivery ids (with --retry)")
     dl.set_defaults(func=_cmd_deliveries)
+
+    ht = sub.add_parser("hash-token", help="print the sha256 of an API token (for api.tokens[].sha256)")
+    ht.add_argument("token", nargs="?", help="the token (default: read from standard input)")
+    ht.set_defaults(func=_cmd_hash_token)
 
     cc = sub.add_parser("check-config", help="validate a configuration file")
     cc.add_argument("config", metavar="CONFIG.yaml")

@@ -7,6 +7,7 @@ Unknown or misspelt keys are errors; every error names its key path
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -72,10 +73,28 @@ class Variables(_Strict):
 
 
 class ApiToken(_Strict):
-    """A bearer token for the REST API; without ``extensions`` it covers all of them."""
+    """A bearer token for the REST API; without ``extensions`` it covers all of them.
 
-    token: Annotated[str, Field(min_length=16)]
+    Give the token itself (``token``) or, to keep it out of the file, its SHA-256 in hex
+    (``sha256``; ``ami-bridge hash-token`` prints it).
+    """
+
+    token: Annotated[str, Field(min_length=16)] | None = None
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")] | None = None
     extensions: list[int] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ApiToken:
+        if (self.token is None) == (self.sha256 is None):
+            raise ValueError("give exactly one of 'token' or 'sha256'")
+        return self
+
+    @property
+    def digest(self) -> bytes:
+        if self.sha256 is not None:
+            return bytes.fromhex(self.sha256)
+        assert self.token is not None
+        return hashlib.sha256(self.token.encode()).digest()
 
 
 class ApiConfig(_Strict):

@@ -200,3 +200,21 @@ async def test_deliveries_need_an_unrestricted_token(client: TestClient[Any, Any
     resp = await client.post("/deliveries/retry", json={"ids": "x"}, headers=AUTH)
     assert resp.status == 400 and (await resp.json())["field"] == "ids"
     assert await (await client.post("/deliveries/retry", headers=AUTH)).json() == {"retried": 0}
+
+
+async def test_hashed_tokens_authenticate(tmp_path: Path) -> None:
+    """A token configured only by its sha256 works like the token itself."""
+    import hashlib
+
+    secret = "hashed-token-0123456789"
+    text = CONFIG_TEXT.replace(
+        f"    - {{token: {LIMITED}, extensions: [176]}}",
+        f"    - {{sha256: {hashlib.sha256(secret.encode()).hexdigest()}, extensions: [176]}}",
+    )
+    store = Store(tmp_path / "h.db")
+    async with TestClient(TestServer(make_app(parse_config(text), store))) as c:
+        ok = await c.get("/extension/176/event/", headers={"Authorization": f"Bearer {secret}"})
+        assert ok.status == 200
+        other = await c.get("/extension/175/event/", headers={"Authorization": f"Bearer {secret}"})
+        assert other.status == 403
+    store.close()

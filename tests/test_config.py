@@ -47,6 +47,10 @@ def test_lab_config_is_valid() -> None:
         (GOOD_AMI + "extensions: [{id: 1, name: a, type: phone, endpoint: trunk}]\ntrunks: [trunk]", "both as phones and as trunks"),
         ("ami: [1", "not valid YAML at line 1"),
         ("- just a list", "top level must be a mapping"),
+        (GOOD_AMI + "api: {tokens: [{extensions: [1]}]}", "api.tokens[0]: give exactly one of 'token' or 'sha256'"),
+        (GOOD_AMI + "api: {tokens: [{sha256: abc}]}", "api.tokens[0].sha256"),
+        (GOOD_AMI + "api: {tokens: [{token: short}]}", "api.tokens[0].token"),
+        (GOOD_AMI + "api: {listen: nowhere}", "api: listen must be 'host:port'"),
     ],
 )  # fmt: skip
 def test_mistakes_are_reported_with_their_key_path(text: str, expected: str) -> None:
