@@ -10,6 +10,15 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "fixtures"
 
 
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def fixture_paths() -> list[Path]:
     """Every recorded AMI stream, sorted by name."""
     return sorted(FIXTURES.glob("*.ami"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,15 +15,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from bridge.store import Store
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 
 TOKEN = "restart-test-token-0123456"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start(config: Path, log: Path) -> subprocess.Popen[bytes]:

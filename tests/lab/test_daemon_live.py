@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -23,17 +22,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from panoramisk import Manager
 
-from tests.conftest import FIXTURES, REPO
+from tests.conftest import FIXTURES, REPO, free_port
 
 pytestmark = pytest.mark.lab
 sys.path.insert(0, str(REPO / "lab"))
 TOKEN = "live-test-token-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
