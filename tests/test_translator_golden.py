@@ -52,11 +52,19 @@ def test_replay_is_the_same_in_any_chunking(path: Path) -> None:
     assert whole == lines == chunked
 
 
+STANDALONE = ("voicemail", "message-in", "message-out")
+
+
 def components(path: Path) -> dict[str, list[dict[str, Any]]]:
+    """Call components by SubCallID (voicemail and message events stand alone)."""
     by_sub: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for ext_id, event in replay_files(CONFIG, [path]):
-        by_sub[event["SubCallID"]].append({"ext": ext_id, **event})
+        if event["EventType"] not in STANDALONE:
+            by_sub[event["SubCallID"]].append({"ext": ext_id, **event})
     return by_sub
+
+
+THREADS = {e.id for e in CONFIG.extensions if e.type in ("queue", "ivr")}
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
@@ -74,10 +82,27 @@ def test_component_invariants(path: Path) -> None:
         assert len({e["CallID"] for e in evs}) == 1
         assert len({e["CallFlow"] for e in evs}) == 1
         hangup = evs[-1]
-        assert (hangup["CallStatus"] == "ANSWER") == ("answer" in kinds), (sub, hangup)
-        assert (hangup["Duration"] > 0) == ("answer" in kinds), (sub, hangup)
+        if evs[0]["ext"] in THREADS and evs[0]["CallFlow"] == "IN":
+            # queue/IVR in-thread: no answer event; Bridged says whether a person answered
+            assert "answer" not in kinds and hangup["Bridged"] in ("yes", "no"), (sub, kinds)
+            if hangup["Bridged"] == "yes":
+                assert hangup["CallStatus"] == "ANSWER" and hangup["BridgedDuration"] > 0
+        else:
+            assert "Bridged" not in hangup
+            assert (hangup["CallStatus"] == "ANSWER") == ("answer" in kinds), (sub, hangup)
+            assert (hangup["Duration"] > 0) == ("answer" in kinds), (sub, hangup)
         assert {"CallID", "SubCallID", "CallFlow", "CallStatus", "EventTime"} <= set(hangup)
         assert all(v not in ("", None) for e in evs for v in e.values())
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
+def test_standalone_events_have_their_fields(path: Path) -> None:
+    """voicemail carries RecID and Duration; messages name both sides and carry the text."""
+    for _, event in replay_files(CONFIG, [path]):
+        if event["EventType"] == "voicemail":
+            assert event["RecID"] and event["Duration"] > 0 and event["CalledExtensionID"]
+        elif event["EventType"].startswith("message-"):
+            assert event["CallerIDNum"] and event["CalledNumber"] and event["Message"]
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)

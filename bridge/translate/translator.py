@@ -104,6 +104,11 @@ class Component:
     answered_at: int | None = None
     outcome: str | None = None
     ended: bool = False
+    #: "call" (a phone's leg), "callback" (its owner's leg), "queue-in", "queue-out" or "ivr"
+    kind: str = "call"
+    started_at: int = 0
+    #: queue/IVR in-thread: when a person answered after it (Bridged=yes)
+    bridged_at: int | None = None
 
 
 @dataclass(slots=True)
@@ -130,6 +135,10 @@ class Channel:
     comps: list[Component] = field(default_factory=list)
     out_comp: Component | None = None
     last_dial_outcome: str | None = None
+    up_at: int | None = None
+    abandoned: bool = False
+    vm_started_at: int | None = None
+    vm_file: str | None = None
 
     @property
     def is_local(self) -> bool:
@@ -143,6 +152,9 @@ class Translator:
         self.config = config
         self._phones = {e.endpoint: e for e in config.extensions if e.type == "phone" and e.endpoint}
         self._by_number = {e.short: e for e in config.extensions}
+        self._queues = {e.queue: e for e in config.extensions if e.type == "queue" and e.queue}
+        self._ivrs = {e.context: e for e in config.extensions if e.type == "ivr" and e.context}
+        self._mailboxes = {e.mailbox: e for e in config.extensions if e.type == "phone" and e.mailbox}
         self._trunks = set(config.trunks)
         v = config.variables
         self._var_names = {
@@ -254,15 +266,16 @@ class Translator:
         return fields
 
     def _start(self, out: list[Emitted], chan: Channel, ext: Extension, flow: str, ts: int,
-               fields: dict[str, Any]) -> Component:  # fmt: skip
+               fields: dict[str, Any], kind: str = "call", event: str | None = None) -> Component:  # fmt: skip
         base = self._identity(chan)
         base.update({k: v for k, v in fields.items() if v not in (None, "")})
         base["SubCallID"] = chan.call.next_sub_id()
         base["CallFlow"] = flow
         base["CallAPIID"] = chan.uid
-        comp = Component(ext, base["SubCallID"], flow, base)
+        comp = Component(ext, base["SubCallID"], flow, base, kind=kind, started_at=ts)
         chan.comps.append(comp)
-        self._emit(out, comp, "dial-in" if flow == "IN" else "dial-out", ts, CallStatus="CALLING")
+        first = event or ("dial-in" if flow == "IN" else "dial-out")
+        self._emit(out, comp, first, ts, CallStatus="CALLING")
         return comp
 
     def _ext_fields(self, prefix: str, ext: Extension | None) -> dict[str, Any]:
@@ -273,7 +286,8 @@ class Translator:
     def _number_ext(self, number: str | None) -> Extension | None:
         return self._by_number.get(number) if number else None
 
-    def _start_caller(self, out: list[Emitted], chan: Channel, ts: int, ani: str | None) -> None:
+    def _start_caller(self, out: list[Emitted], chan: Channel, ts: int, ani: str | None,
+                      called: Extension | None = None) -> None:  # fmt: skip
         """OUT component for a phone placing a call (once per channel)."""
         ext = self._phones.get(chan.endpoint or "")
         if ext is None or chan.out_comp is not None or chan.dialed_by is not None:
@@ -283,7 +297,7 @@ class Translator:
             "CallerIDName": chan.own_cid_name or chan.cid_name,
             "CalledNumber": chan.dialed,
             **self._ext_fields("Caller", ext),
-            **self._ext_fields("Called", self._number_ext(chan.dialed)),
+            **self._ext_fields("Called", called or self._number_ext(chan.dialed)),
             "ANI": ani,
         }
         chan.out_comp = self._start(out, chan, ext, "OUT", ts, fields)
@@ -330,6 +344,113 @@ class Translator:
         exten = msg.first.get("Exten", "")
         if chan.dialed is None and exten and exten not in SPECIAL_EXTENS and chan.dialed_by is None:
             chan.dialed = exten
+        ivr = self._ivrs.get(msg.first.get("Context", ""))
+        if ivr is not None and not any(c.kind == "ivr" and not c.ended for c in chan.comps):
+            self._start_caller(out, chan, ts, None, ivr)
+            self._start(out, chan, ivr, "IN", ts, self._inbound_fields(chan, ivr), kind="ivr")
+        app = msg.first.get("Application", "")
+        if app == "VoiceMail":
+            chan.vm_started_at = ts
+
+    def _inbound_fields(self, chan: Channel, ext: Extension) -> dict[str, Any]:
+        """Who called whom, for a queue or IVR reached by ``chan``."""
+        return {
+            "CallerIDNum": chan.own_cid_num or chan.cid_num,
+            "CallerIDName": chan.own_cid_name or chan.cid_name,
+            "CalledNumber": chan.dialed or ext.short,
+            **self._ext_fields("Caller", self._phones.get(chan.endpoint or "")),
+            **self._ext_fields("Called", ext),
+        }
+
+    def _on_newstate(self, msg: Message, ts: int, out: list[Emitted]) -> None:
+        chan = self._chan(msg)
+        if chan is None or msg.first.get("ChannelState") != "6" or chan.up_at is not None:
+            return
+        chan.up_at = ts
+        # a phone that called an IVR is answered by it
+        if chan.out_comp is not None and any(c.kind == "ivr" for c in chan.comps):
+            self._answer(out, chan.out_comp, ts)
+
+    def _on_queuecallerjoin(self, msg: Message, ts: int, out: list[Emitted]) -> None:
+        chan = self._chan(msg)
+        queue = self._queues.get(msg.first.get("Queue", ""))
+        if chan is None or queue is None:
+            return
+        self._start_caller(out, chan, ts, None, queue)
+        self._start(out, chan, queue, "IN", ts, self._inbound_fields(chan, queue), kind="queue-in")
+
+    def _on_queuecallerabandon(self, msg: Message, ts: int, out: list[Emitted]) -> None:
+        chan = self._chan(msg)
+        if chan is not None:
+            chan.abandoned = True
+
+    def _on_agentcalled(self, msg: Message, ts: int, out: list[Emitted]) -> None:
+        caller = self._chan(msg)
+        agent = self._chan(msg, "Dest")
+        queue = self._queues.get(msg.first.get("Queue", ""))
+        if caller is None or agent is None or queue is None:
+            return
+        member = msg.first.get("Interface", "")
+        number = member.split("/", 1)[-1].split("@", 1)[0]
+        fields = {
+            "CallerIDNum": caller.own_cid_num or caller.cid_num,
+            "CallerIDName": caller.own_cid_name or caller.cid_name,
+            "CalledNumber": number,
+            **self._ext_fields("Caller", self._phones.get(caller.endpoint or "")),
+            **self._ext_fields("Called", self._phones.get(number)),
+        }
+        self._start(out, agent, queue, "OUT", ts, fields, kind="queue-out", event="dial-in")
+
+    def _on_agentconnect(self, msg: Message, ts: int, out: list[Emitted]) -> None:
+        caller = self._chan(msg)
+        if caller is None:
+            return
+        for comp in caller.comps:
+            if comp.kind in ("queue-in", "ivr") and comp.bridged_at is None and not comp.ended:
+                comp.bridged_at = ts
+
+    def _on_userevent(self, msg: Message, ts: int, out: list[Emitted]) -> None:
+        if msg.first.get("UserEvent") != "ExtensionMessage":
+            return
+        import base64
+        import binascii
+
+        src, dst = msg.first.get("From", ""), msg.first.get("To", "")
+        try:
+            text = base64.b64decode(msg.first.get("Body", ""), validate=True).decode("utf-8", "replace")
+        except (binascii.Error, ValueError):
+            text = msg.first.get("Body", "")
+        msg_id = msg.first.get("Uniqueid") or f"msg-{ts}"
+        base = {
+            "CallID": msg_id,
+            "SubCallID": msg_id,
+            "CallerIDNum": src,
+            "CalledNumber": dst,
+            **self._ext_fields("Caller", self._phones.get(src)),
+            **self._ext_fields("Called", self._phones.get(dst)),
+            "EventTime": ts,
+            "Message": text,
+        }
+        for ext, kind, flow in ((self._phones.get(src), "message-out", "OUT"),
+                                (self._phones.get(dst), "message-in", "IN")):  # fmt: skip
+            if ext is not None:
+                fields = {"EventType": kind, **base, "CallFlow": flow}
+                out.append(
+                    (
+                        ext.id,
+                        {k: fields[k] for k in (*FIELD_ORDER, "Message") if fields.get(k) not in (None, "")},
+                    )
+                )
+
+    def _on_originateresponse(self, msg: Message, ts: int, out: list[Emitted]) -> None:
+        if msg.first.get("Response") != "Failure":
+            return
+        chan = self.channels.get(msg.first.get("Uniqueid", ""))
+        if chan is not None and chan.out_comp is not None:
+            reason = msg.first.get("Reason", "")
+            chan.dial_status_var = {"3": "NOANSWER", "5": "BUSY", "8": "CONGESTION"}.get(
+                reason, "CHANUNAVAIL"
+            )
 
     def _on_varset(self, msg: Message, ts: int, out: list[Emitted]) -> None:
         chan = self._chan(msg)
@@ -342,11 +463,46 @@ class Translator:
                 chan.dial_status_var = value
                 # Dial ended without ever reaching a DialBegin (e.g. CHANUNAVAIL)
                 self._start_caller(out, chan, ts, None)
+        elif name == "VM_MESSAGEFILE" and value:
+            chan.vm_file = value
+        elif name == "VMSTATUS" and value == "SUCCESS" and chan.vm_file:
+            self._voicemail(out, chan, ts)
         elif name == "MIXMONITOR_FILENAME" and value:
             base = value.rsplit("/", 1)[-1].rsplit(".", 1)[0]
             chan.call.vars.setdefault("MIXMONITOR_FILENAME", base)
         else:
             self._set_var(chan, name, value)
+
+    def _voicemail(self, out: list[Emitted], chan: Channel, ts: int) -> None:
+        """One ``voicemail`` event for the mailbox's extension when a message was left."""
+        path = (chan.vm_file or "").split("/")
+        # .../voicemail/<context>/<box>/INBOX/msgNNNN
+        if len(path) < 4:
+            return
+        context, box, folder, name = path[-4], path[-3], path[-2], path[-1]
+        ext = self._mailboxes.get(f"{box}@{context}")
+        if ext is None:
+            return
+        start = chan.vm_started_at or ts
+        base = self._identity(chan)
+        fields = {
+            **base,
+            "EventType": "voicemail",
+            "SubCallID": chan.call.next_sub_id(),
+            "CallFlow": "IN",
+            "CallerIDNum": chan.own_cid_num or chan.cid_num,
+            "CallerIDName": chan.own_cid_name or chan.cid_name,
+            "CalledNumber": chan.dialed,
+            **self._ext_fields("Caller", self._phones.get(chan.endpoint or "")),
+            **self._ext_fields("Called", ext),
+            "EventTime": ts,
+            # the message's length as AMI shows it (VoiceMail start to message saved);
+            # the daemon replaces RecID/Duration from the spool's msg_id/duration if it can
+            "Duration": ts - start,
+            "RecID": f"{context}/{box}/{folder}/{name}",
+        }
+        out.append((ext.id, {k: fields[k] for k in FIELD_ORDER if fields.get(k) not in (None, "")}))
+        chan.vm_file = None
 
     def _on_dialbegin(self, msg: Message, ts: int, out: list[Emitted]) -> None:
         dest = self._chan(msg, "Dest")
@@ -367,7 +523,21 @@ class Translator:
         if origin is not None:
             self._start_caller(out, origin, ts, ani)
         ext = self._phones.get(dest.endpoint or "")
-        if ext is not None and caller is not None:
+        if ext is not None and caller is None and self._var(dest, "CallBackID"):
+            # A callback's first leg rings its owner: the owner places the call (dial-out to
+            # the destination, shown to it as connected line), never a dial-in from itself.
+            shown = msg.first.get("DestConnectedLineNum", "")
+            target = None if shown in UNKNOWN_CID else shown
+            dest.dialed = target
+            fields = {
+                "CallerIDNum": dest.own_cid_num or ext.short,
+                "CallerIDName": dest.own_cid_name,
+                "CalledNumber": target,
+                **self._ext_fields("Caller", ext),
+                **self._ext_fields("Called", self._number_ext(target)),
+            }
+            dest.out_comp = self._start(out, dest, ext, "OUT", ts, fields, kind="callback")
+        elif ext is not None and caller is not None:
             src = origin or caller
             fields = {
                 "CallerIDNum": (caller.cid_num or src.cid_num),
@@ -402,9 +572,16 @@ class Translator:
         origin = self._origin(caller)
         if status == "ANSWER":
             for comp in dest.comps:
-                self._answer(out, comp, ts)
+                # a callback owner's dial-out is answered by its destination, not by itself
+                if comp.kind != "callback":
+                    self._answer(out, comp, ts)
             if origin is not None and origin.out_comp is not None:
                 self._answer(out, origin.out_comp, ts)
+            if origin is not None:
+                # a person answered after the IVR
+                for comp in origin.comps:
+                    if comp.kind == "ivr" and comp.bridged_at is None and not comp.ended:
+                        comp.bridged_at = ts
         elif dest.dial_outcome is None:
             dest.dial_outcome = status
         if origin is not None and status != "ANSWER":
@@ -427,6 +604,12 @@ class Translator:
             chan.bridged_since = None
 
     def _outcome(self, chan: Channel, comp: Component, cause: str) -> str:
+        if comp.kind == "ivr":
+            return "ANSWER" if chan.up_at is not None else "CANCEL"
+        if comp.kind == "queue-in":
+            if comp.bridged_at is not None:
+                return "ANSWER"
+            return "CANCEL" if chan.abandoned else "NOANSWER"
         if comp.answered_at is not None:
             return "ANSWER"
         if comp is chan.out_comp and chan.dialed_by is None:
@@ -444,27 +627,65 @@ class Translator:
             return
         self._on_bridgeleave(msg, ts, out)
         cause = msg.first.get("Cause", "")
+        if self._hand_over(chan):
+            self._drop(chan)
+            return
         rec = self._var(chan, "RecID") or chan.call.vars.get("MIXMONITOR_FILENAME")
         for comp in chan.comps:
             if comp.ended:
                 continue
             comp.ended = True
-            answered = comp.answered_at is not None
+            extra: dict[str, Any] = {}
+            if comp.kind == "ivr":
+                duration = ts - (chan.up_at if chan.up_at is not None and chan.up_at > comp.started_at
+                                 else comp.started_at) if chan.up_at is not None else 0  # fmt: skip
+                extra["Bridged"] = "yes" if comp.bridged_at is not None else "no"
+                bridged = (ts - comp.bridged_at) if comp.bridged_at is not None else None
+            elif comp.kind == "queue-in":
+                duration = (ts - comp.bridged_at) if comp.bridged_at is not None else 0
+                extra["Bridged"] = "yes" if comp.bridged_at is not None else "no"
+                bridged = duration or None
+            else:
+                duration = (ts - comp.answered_at) if comp.answered_at is not None else 0
+                answered = comp.answered_at is not None
+                bridged = chan.bridged_total if answered and chan.bridged_total else None
             self._emit(
                 out,
                 comp,
                 "hangup",
                 ts,
                 CallStatus=self._outcome(chan, comp, cause),
-                Duration=(ts - comp.answered_at) if comp.answered_at is not None else 0,
-                BridgedDuration=chan.bridged_total if answered and chan.bridged_total else None,
+                Duration=duration,
+                BridgedDuration=bridged,
                 RecID=rec,
+                **extra,
             )
-        del self.channels[chan.uid]
+        self._drop(chan)
+
+    def _drop(self, chan: Channel) -> None:
+        self.channels.pop(chan.uid, None)
         call = chan.call
         call.live.discard(chan.uid)
         if not call.live:
             self.calls.pop(call.linkedid, None)
+
+    def _hand_over(self, chan: Channel) -> bool:
+        """A Local;1 that goes away while the agent it reached talks on (optimization):
+        its open components continue on the real agent channel instead of ending."""
+        if not chan.is_local or not chan.name.endswith(";1"):
+            return False
+        open_comps = [c for c in chan.comps if not c.ended and c.answered_at is not None]
+        if not open_comps:
+            return False
+        partner = self._partner(chan)
+        real = None
+        if partner is not None:
+            real = next((c for c in self.channels.values() if c.dialed_by == partner.uid and c.up_at), None)
+        if real is None:
+            return False
+        real.comps.extend(open_comps)
+        chan.comps = [c for c in chan.comps if c not in open_comps]
+        return not chan.comps
 
     _handlers: ClassVar[dict[str, Callable[[Translator, Message, int, list[Emitted]], None]]] = {
         "Newchannel": _on_newchannel,
@@ -476,4 +697,11 @@ class Translator:
         "BridgeEnter": _on_bridgeenter,
         "BridgeLeave": _on_bridgeleave,
         "Hangup": _on_hangup,
+        "Newstate": _on_newstate,
+        "QueueCallerJoin": _on_queuecallerjoin,
+        "QueueCallerAbandon": _on_queuecallerabandon,
+        "AgentCalled": _on_agentcalled,
+        "AgentConnect": _on_agentconnect,
+        "UserEvent": _on_userevent,
+        "OriginateResponse": _on_originateresponse,
     }
