@@ -139,6 +139,8 @@ class Channel:
     abandoned: bool = False
     vm_started_at: int | None = None
     vm_file: str | None = None
+    #: set on a transferee by a blind transfer: (number, name, endpoint) of the transferer
+    transferred_by: tuple[str, str, str | None] | None = None
 
     @property
     def is_local(self) -> bool:
@@ -546,6 +548,19 @@ class Translator:
                 **self._ext_fields("Caller", self._phones.get(src.endpoint or "")),
                 **self._ext_fields("Called", ext),
             }
+            if src.transferred_by is not None:
+                # after a blind transfer the target is called on behalf of the transferer
+                # but will talk to the transferee: that one is the RemoteNumber
+                num, name, endpoint = src.transferred_by
+                fields.update({
+                    "CallerIDNum": num, "CallerIDName": name, "CalledNumber": ext.short,
+                    "RemoteNumber": self._party_number(src),
+                    **self._ext_fields("Caller", self._phones.get(endpoint or "")),
+                })  # fmt: skip
+                if not self._phones.get(endpoint or ""):
+                    fields.pop("CallerExtension", None)
+                    fields.pop("CallerExtensionID", None)
+                src.transferred_by = None
             self._start(out, dest, ext, "IN", ts, fields)
         elif dest.endpoint in self._trunks:
             fwd = dest.vars.get(self.config.variables.forwarded_from)
@@ -562,6 +577,32 @@ class Translator:
                     "ANI": ani,
                 }
                 dest.out_comp = self._start(out, dest, fwd_ext, "OUT", ts, fields)
+
+    def _party_number(self, chan: Channel) -> str:
+        """The number of the party on a channel: a phone's own, an outside caller's, or
+        the outside number a trunk leg dialed."""
+        if chan.endpoint in self._trunks and chan.dialed_by is not None:
+            return chan.dial_string.split("@", 1)[0] or chan.dialed or chan.cid_num
+        return chan.own_cid_num or chan.cid_num
+
+    def _on_blindtransfer(self, msg: Message, ts: int, out: list[Emitted]) -> None:
+        if msg.first.get("Result") != "Success":
+            return
+        transferee = self.channels.get(msg.first.get("TransfereeUniqueid", ""))
+        transferer = self.channels.get(msg.first.get("TransfererUniqueid", ""))
+        if transferee is None:
+            return
+        if transferer is not None:
+            num, name = (
+                transferer.own_cid_num or transferer.cid_num,
+                transferer.own_cid_name or transferer.cid_name,
+            )
+            endpoint = transferer.endpoint
+        else:
+            num = msg.first.get("TransfererCallerIDNum", "")
+            name = msg.first.get("TransfererCallerIDName", "")
+            endpoint = endpoint_of(msg.first.get("TransfererChannel", ""))[1]
+        transferee.transferred_by = (num, "" if name in UNKNOWN_CID else name, endpoint)
 
     def _on_dialend(self, msg: Message, ts: int, out: list[Emitted]) -> None:
         dest = self._chan(msg, "Dest")
@@ -704,4 +745,5 @@ class Translator:
         "AgentConnect": _on_agentconnect,
         "UserEvent": _on_userevent,
         "OriginateResponse": _on_originateresponse,
+        "BlindTransfer": _on_blindtransfer,
     }
