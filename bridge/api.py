@@ -72,7 +72,7 @@ def _authorize(request: web.Request) -> ApiToken:
 @web.middleware
 async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        if request.path.startswith(("/extension/", "/limit", "/deliveries")):
+        if request.path.startswith(("/extension/", "/limit", "/deliveries", "/calls/")):
             request[TOKEN_KEY] = _authorize(request)
         return await handler(request)
     except ApiError as err:
@@ -265,6 +265,9 @@ def make_app(config: Config, store: Store) -> web.Application:
     r.add_get("/limit/", limits)
     r.add_get("/deliveries/", list_deliveries)
     r.add_post("/deliveries/retry", retry_deliveries)
+    from bridge import control
+
+    control.add_routes(app)
     add_docs(app)
     return app
 

@@ -138,6 +138,13 @@ class DeliveryConfig(_Strict):
     secret: str | None = None
 
 
+class CallbackConfig(_Strict):
+    """Where the dialplan continues calls the bridge starts or transfers."""
+
+    context: str = "callback"
+    transfer_context: str = "phones"
+
+
 class Config(_Strict):
     """The whole file."""
 
@@ -148,6 +155,7 @@ class Config(_Strict):
     api: ApiConfig = ApiConfig()
     store: StoreConfig = StoreConfig()
     delivery: DeliveryConfig = DeliveryConfig()
+    callback: CallbackConfig = CallbackConfig()
 
     def extension(self, ext_id: int) -> Extension | None:
         for ext in self.extensions:

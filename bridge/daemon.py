@@ -20,6 +20,7 @@ from aiohttp import web
 from bridge.ami.source import AmiSource
 from bridge.api import DISPATCHER_KEY, make_app
 from bridge.config import Config
+from bridge.control import ACTIONS_KEY, TRANSLATOR_KEY
 from bridge.delivery.dispatcher import Dispatcher
 from bridge.store import Store
 from bridge.translate import Translator
@@ -35,8 +36,8 @@ class Daemon:
         self.events_in = 0
         self.events_out = 0
 
-    async def _pipeline(self, source: AmiSource, store: Store, dispatcher: Dispatcher) -> None:
-        translator = Translator(self.config)
+    async def _pipeline(self, source: AmiSource, translator: Translator, store: Store,
+                        dispatcher: Dispatcher) -> None:  # fmt: skip
         async for item in source:
             if item.kind != "message" or item.msg is None:
                 log.info("AMI %s%s", item.kind, f": {item.detail}" if item.detail else "")
@@ -68,6 +69,10 @@ class Daemon:
         dispatcher = Dispatcher(store, config.delivery, session)
         app = make_app(config, store)
         app[DISPATCHER_KEY] = dispatcher
+        translator = Translator(config)
+        app[TRANSLATOR_KEY] = translator
+        source = AmiSource(config.ami)
+        app[ACTIONS_KEY] = source.action
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         host, port = config.api.host_port
@@ -75,9 +80,8 @@ class Daemon:
         await site.start()
         log.info("API listening on http://%s:%s (docs at /docs)", host, port)
         dispatcher.wake()  # what the previous process left pending
-        source = AmiSource(config.ami)
         source.start()
-        pipeline = asyncio.ensure_future(self._pipeline(source, store, dispatcher))
+        pipeline = asyncio.ensure_future(self._pipeline(source, translator, store, dispatcher))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):

@@ -153,6 +153,61 @@ def openapi() -> dict[str, Any]:
                     },
                 },
             },
+            "/extension/{extension_id}/callback/": {
+                "parameters": [EXT],
+                "post": {
+                    "summary": "Start a call: ring src_num[0] first, then dial dst_num",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["src_num", "dst_num"],
+                                    "properties": {
+                                        "src_num": {"type": "array", "items": {"type": "string"}},
+                                        "dst_num": {"type": "string"},
+                                        "caller_id_name": {"type": "string"},
+                                        "caller_id_number": {"type": "string"},
+                                        "wait_for_pickup": {"type": "integer", "minimum": 1, "maximum": 300},
+                                        "tag": {"type": "string", "maxLength": 100},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {"description": "{call_api_id, call_id, callback_id, extension_id}"},
+                        **BAD,
+                        **COMMON,
+                        "502": _err("Asterisk refused the Originate"),
+                        "503": _err("AMI not connected"),
+                    },
+                },
+            },
+            "/calls/{call_api_id}": {
+                "parameters": [
+                    {"name": "call_api_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "delete": {
+                    "summary": "Hang up the channel a CallAPIID names",
+                    "responses": {"200": {"description": "Done"}, **COMMON, "502": _err("Asterisk refused")},
+                },
+            },
+            "/calls/{call_api_id}/transfer": {
+                "parameters": [
+                    {"name": "call_api_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "post": {
+                    "summary": "Blind-transfer the party connected to that channel to {to}",
+                    "responses": {
+                        "200": {"description": "Done"},
+                        **BAD,
+                        **COMMON,
+                        "502": _err("Asterisk refused"),
+                    },
+                },
+            },
             "/deliveries/": {
                 "get": {
                     "summary": "Deliveries by state (failed by default); tokens without an extensions list",

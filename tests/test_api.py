@@ -182,7 +182,9 @@ async def test_openapi_and_offline_docs(client: TestClient[Any, Any]) -> None:
     spec = await (await client.get("/openapi.json")).json()
     assert spec["openapi"].startswith("3.1")
     assert set(spec["paths"]) == {"/extension/{extension_id}/event/", "/extension/{extension_id}/event/{id}",
-                                  "/limit/", "/deliveries/", "/deliveries/retry"}  # fmt: skip
+                                  "/limit/", "/deliveries/", "/deliveries/retry",
+                                  "/extension/{extension_id}/callback/", "/calls/{call_api_id}",
+                                  "/calls/{call_api_id}/transfer"}  # fmt: skip
     page = await client.get("/docs/")
     html = await page.text()
     assert page.status == 200 and "swagger-ui-bundle.js" in html

@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 Kind = Literal["message", "connected", "disconnected", "login-failed"]
 
 
+class ActionError(Exception):
+    """An AMI action could not be done (not connected, refused, no answer)."""
+
+
 @dataclass(frozen=True, slots=True)
 class SourceItem:
     """One thing that happened on the AMI connection, in order."""
@@ -122,6 +126,25 @@ class AmiSource:
         if was:
             log.warning("AMI connection to %s:%s lost: %s", self.config.host, self.config.port, exc)
             self._push(SourceItem("disconnected", at=self._loop.time(), detail=str(exc or "")))
+
+    async def action(self, fields: dict[str, Any], timeout: float = 10.0) -> dict[str, str]:
+        """Send one AMI action and return its response headers.
+
+        Raises :class:`ActionError` when AMI is not logged in, refuses, or does not answer.
+        (``as_list=False``: panoramisk would otherwise wait forever after "... queued".)
+        """
+        if not self.connected:
+            raise ActionError("AMI is not connected")
+        try:
+            resp = await asyncio.wait_for(self.manager.send_action(dict(fields), as_list=False), timeout)
+        except TimeoutError as err:
+            raise ActionError(f"no answer to {fields.get('Action')} within {timeout:g} s") from err
+        if isinstance(resp, list):
+            resp = resp[0]
+        result = {str(k): str(v) for k, v in dict(resp).items()}
+        if result.get("Response") == "Error":
+            raise ActionError(result.get("Message", "refused"))
+        return result
 
     def start(self) -> None:
         """Start connecting (and reconnecting, for as long as the source lives)."""

@@ -267,8 +267,17 @@ class Translator:
                 fields[name] = value[:100] if name == "ClientApiID" else value
         return fields
 
-    def _start(self, out: list[Emitted], chan: Channel, ext: Extension, flow: str, ts: int,
-               fields: dict[str, Any], kind: str = "call", event: str | None = None) -> Component:  # fmt: skip
+    def _start(
+        self,
+        out: list[Emitted],
+        chan: Channel,
+        ext: Extension,
+        flow: str,
+        ts: int,
+        fields: dict[str, Any],
+        kind: str = "call",
+        event: str | None = None,
+    ) -> Component:
         base = self._identity(chan)
         base.update({k: v for k, v in fields.items() if v not in (None, "")})
         base["SubCallID"] = chan.call.next_sub_id()
