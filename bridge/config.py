@@ -145,6 +145,12 @@ class CallbackConfig(_Strict):
     transfer_context: str = "phones"
 
 
+class VoicemailConfig(_Strict):
+    """Where to read left messages' details (msg_id, duration)."""
+
+    spool: str | None = None
+
+
 class Config(_Strict):
     """The whole file."""
 
@@ -156,6 +162,7 @@ class Config(_Strict):
     store: StoreConfig = StoreConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     callback: CallbackConfig = CallbackConfig()
+    voicemail: VoicemailConfig = VoicemailConfig()
 
     def extension(self, ext_id: int) -> Extension | None:
         for ext in self.extensions:

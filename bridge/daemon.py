@@ -24,6 +24,7 @@ from bridge.control import ACTIONS_KEY, TRANSLATOR_KEY
 from bridge.delivery.dispatcher import Dispatcher
 from bridge.store import Store
 from bridge.translate import Translator
+from bridge.voicemail import enrich as enrich_voicemail
 
 log = logging.getLogger("bridge.daemon")
 
@@ -44,7 +45,8 @@ class Daemon:
                 continue
             self.events_in += 1
             # the clock is read here, never in the translator: only for events without Timestamp
-            for ext_id, event in translator.feed(item.msg, now_us=time.time_ns() // 1000):
+            for ext_id, raw_event in translator.feed(item.msg, now_us=time.time_ns() // 1000):
+                event = enrich_voicemail(raw_event, self.config.voicemail.spool)
                 self.events_out += 1
                 ids = store.enqueue(ext_id, event)
                 log.info(

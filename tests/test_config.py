@@ -19,7 +19,8 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
     config = load_config(REPO / "config.example.yaml")
     text = (REPO / "config.example.yaml").read_text()
     models = (config, config.ami, config.variables, config.extensions[0], config.api, config.api.tokens[0],
-              config.store, config.delivery, config.callback)  # fmt: skip
+              config.store, config.delivery, config.callback,
+              config.voicemail)  # fmt: skip
     for model in models:
         for key in type(model).model_fields:
             assert f"{key}:" in text, key
