@@ -165,7 +165,7 @@ class Lab:
         await self.action(
             Action="Originate", Channel=f"PJSIP/{owner}", Context="callback", Exten=dest, Priority="1",
             CallerID=f'"Callback" <{dest}>', Timeout=str(timeout_ms), Async="true",
-            ChannelId=f"{callback_id}-owner",
+            ChannelId=f"cb-{callback_id}",  # the bridge's own convention (bridge/control.py)
             Variable=[f"__CALLBACKID={callback_id}", f"__TAG={tag}"],  # type: ignore[arg-type]
         )  # fmt: skip
 
@@ -372,6 +372,15 @@ async def callback_unanswered(lab: Lab) -> None:
     (OriginateResponse Failure); the destination is never dialed."""
     await lab.phone("101", "ring")
     await lab.callback("101", "+79817654321", "cb-0002", "campaign-7", timeout_ms=6000)
+
+
+@scenario
+async def callback_failed(lab: Lab) -> None:
+    """AMI Originate on behalf of 106, a phone with no contact, to +79817654321
+    (ChannelId cb-cb-0003, __CALLBACKID=cb-0003): Asterisk creates no channel at all
+    and answers OriginateResponse Failure, Reason 0."""
+    await lab.callback("106", "+79817654321", "cb-0003", "campaign-7", timeout_ms=6000)
+    await asyncio.sleep(1.0)
 
 
 @scenario

@@ -188,6 +188,13 @@ KEY_EVENTS: dict[str, list[tuple[str, dict[str, str]]]] = {
         ("OriginateResponse", {"Response": "Failure"}),
         ("!DialBegin", {"DestChannel": "PJSIP/trunk-*"}),
     ],
+    "callback-failed": [
+        (
+            "OriginateResponse",
+            {"Response": "Failure", "Reason": "0", "Uniqueid": "cb-cb-0003", "Channel": "PJSIP/106"},
+        ),
+        ("!Newchannel", {}),
+    ],
     "voicemail": [
         ("DialEnd", {"DialStatus": "NOANSWER"}),
         ("Newexten", {"Application": "VoiceMail"}),

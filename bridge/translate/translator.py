@@ -456,12 +456,34 @@ class Translator:
     def _on_originateresponse(self, msg: Message, ts: int, out: list[Emitted]) -> None:
         if msg.first.get("Response") != "Failure":
             return
-        chan = self.channels.get(msg.first.get("Uniqueid", ""))
-        if chan is not None and chan.out_comp is not None:
-            reason = msg.first.get("Reason", "")
-            chan.dial_status_var = {"3": "NOANSWER", "5": "BUSY", "8": "CONGESTION"}.get(
-                reason, "CHANUNAVAIL"
-            )
+        uid = msg.first.get("Uniqueid", "")
+        reasons = {"3": "NOANSWER", "5": "BUSY", "8": "CONGESTION"}
+        status = reasons.get(msg.first.get("Reason", ""), "CHANUNAVAIL")
+        chan = self.channels.get(uid)
+        if chan is not None:
+            if chan.out_comp is not None:
+                chan.dial_status_var = status
+            return
+        # No channel was ever created (the owner cannot be reached at all). A callback the
+        # bridge started has ChannelId "cb-<callback id>": its owner gets dial-out + hangup.
+        ext = self._phones.get(endpoint_of(msg.first.get("Channel", ""))[1] or "")
+        if ext is None or not uid.startswith("cb-") or uid in self.calls:
+            return
+        target = msg.first.get("Exten") or None
+        fields: dict[str, Any] = {
+            "CallID": uid,
+            "SubCallID": f"{uid}-1",
+            "CallFlow": "OUT",
+            "CallerIDNum": ext.short,
+            "CalledNumber": target,
+            **self._ext_fields("Caller", ext),
+            **self._ext_fields("Called", self._number_ext(target)),
+            "CallAPIID": uid,
+            "CallBackID": uid[3:],
+        }
+        comp = Component(ext, fields["SubCallID"], "OUT", fields, kind="callback", started_at=ts, ended=True)
+        self._emit(out, comp, "dial-out", ts, CallStatus="CALLING")
+        self._emit(out, comp, "hangup", ts, CallStatus=status, Duration=0)
 
     def _on_varset(self, msg: Message, ts: int, out: list[Emitted]) -> None:
         chan = self._chan(msg)
