@@ -110,7 +110,7 @@ def test_all_state_is_dropped_when_calls_end(path: Path) -> None:
     """After a recording in which every channel hung up, no call or channel is left."""
     t = Translator(CONFIG)
     list(replay_bytes(t, [path.read_bytes()]))
-    assert t.channels == {} and t.calls == {}
+    assert t.channels == {} and t.calls == {} and t._local_uids == {}
 
 
 def test_replay_cli_is_byte_identical_across_runs() -> None:

@@ -30,6 +30,8 @@ the events to emit, in order.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -170,6 +172,8 @@ class Translator:
         }
         self.channels: dict[str, Channel] = {}
         self.calls: dict[str, Call] = {}
+        #: Uniqueid of each live Local channel by name, to find a pair's other half
+        self._local_uids: dict[str, str] = {}
         self._last_ts = 0
         self.problems: list[str] = []
 
@@ -229,10 +233,8 @@ class Translator:
         if not chan.is_local or len(chan.name) < 2:
             return None
         other = chan.name[:-1] + ("1" if chan.name.endswith("2") else "2")
-        for c in self.channels.values():
-            if c.name == other:
-                return c
-        return None
+        uid = self._local_uids.get(other)
+        return self.channels.get(uid) if uid else None
 
     def _origin(self, chan: Channel | None) -> Channel | None:
         """The real channel behind a dialing one, following Local pairs back to their dialer."""
@@ -333,6 +335,8 @@ class Translator:
         chan.own_cid_num, chan.own_cid_name = chan.cid_num, chan.cid_name
         call.live.add(uid)
         self.channels[uid] = chan
+        if chan.is_local:
+            self._local_uids[name] = uid
         self._absorb_vars(chan, msg.get_all("ChanVariable"))
 
     def _set_cid(self, chan: Channel, msg: Message, prefix: str) -> None:
@@ -423,9 +427,6 @@ class Translator:
     def _on_userevent(self, msg: Message, ts: int, out: list[Emitted]) -> None:
         if msg.first.get("UserEvent") != "ExtensionMessage":
             return
-        import base64
-        import binascii
-
         src, dst = msg.first.get("From", ""), msg.first.get("To", "")
         try:
             text = base64.b64decode(msg.first.get("Body", ""), validate=True).decode("utf-8", "replace")
@@ -736,6 +737,8 @@ class Translator:
 
     def _drop(self, chan: Channel) -> None:
         self.channels.pop(chan.uid, None)
+        if self._local_uids.get(chan.name) == chan.uid:
+            del self._local_uids[chan.name]
         call = chan.call
         call.live.discard(chan.uid)
         if not call.live:
