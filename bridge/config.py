@@ -151,6 +151,54 @@ class VoicemailConfig(_Strict):
     spool: str | None = None
 
 
+class MqttTls(_Strict):
+    """TLS to the broker (mqtts:// URLs turn it on; these files are optional)."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    insecure: bool = False
+
+
+class MqttConfig(_Strict):
+    """The MQTT mirror: every event also published as JSON."""
+
+    url: str = "mqtt://127.0.0.1:1883"
+    topic_prefix: str = "pbx/events"
+    qos: Annotated[int, Field(ge=0, le=2)] = 1
+    username: str | None = None
+    password: str | None = None
+    client_id: str | None = None
+    tls: MqttTls | None = None
+    #: retained "online"/"offline" (the broker publishes "offline" as our Last Will)
+    status_topic: str | None = None
+    #: events kept while the broker is away; past this the oldest are dropped
+    buffer_max: Annotated[int, Field(ge=1)] = 10000
+    keepalive: Annotated[int, Field(ge=5)] = 30
+    reconnect_max: Annotated[float, Field(gt=0)] = 30.0
+
+    @model_validator(mode="after")
+    def _url_ok(self) -> MqttConfig:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError(f"url must look like mqtt://host:1883 or mqtts://host:8883 (got {self.url!r})")
+        return self
+
+    @property
+    def host_port_tls(self) -> tuple[str, int, bool]:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.url)
+        tls = parts.scheme == "mqtts"
+        return parts.hostname or "127.0.0.1", parts.port or (8883 if tls else 1883), tls
+
+    @property
+    def status(self) -> str:
+        return self.status_topic or f"{self.topic_prefix}/status"
+
+
 class Config(_Strict):
     """The whole file."""
 
@@ -163,6 +211,7 @@ class Config(_Strict):
     delivery: DeliveryConfig = DeliveryConfig()
     callback: CallbackConfig = CallbackConfig()
     voicemail: VoicemailConfig = VoicemailConfig()
+    mqtt: MqttConfig | None = None
 
     def extension(self, ext_id: int) -> Extension | None:
         for ext in self.extensions:

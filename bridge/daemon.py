@@ -22,6 +22,7 @@ from bridge.api import DISPATCHER_KEY, make_app
 from bridge.config import Config
 from bridge.control import ACTIONS_KEY, TRANSLATOR_KEY
 from bridge.delivery.dispatcher import Dispatcher
+from bridge.mqtt import MqttMirror
 from bridge.store import Store
 from bridge.translate import Translator
 from bridge.voicemail import enrich as enrich_voicemail
@@ -38,7 +39,7 @@ class Daemon:
         self.events_out = 0
 
     async def _pipeline(self, source: AmiSource, translator: Translator, store: Store,
-                        dispatcher: Dispatcher) -> None:  # fmt: skip
+                        dispatcher: Dispatcher, mirror: MqttMirror | None) -> None:  # fmt: skip
         async for item in source:
             if item.kind != "message" or item.msg is None:
                 log.info("AMI %s%s", item.kind, f": {item.detail}" if item.detail else "")
@@ -62,6 +63,8 @@ class Daemon:
                 )
                 if ids:
                     dispatcher.wake()
+                if mirror is not None:
+                    mirror.publish(ext_id, event)
 
     async def run(self) -> None:
         config = self.config
@@ -82,8 +85,10 @@ class Daemon:
         await site.start()
         log.info("API listening on http://%s:%s (docs at /docs)", host, port)
         dispatcher.wake()  # what the previous process left pending
+        mirror = MqttMirror(config.mqtt) if config.mqtt is not None else None
+        mirror_task = asyncio.ensure_future(mirror.run()) if mirror is not None else None
         source.start()
-        pipeline = asyncio.ensure_future(self._pipeline(source, translator, store, dispatcher))
+        pipeline = asyncio.ensure_future(self._pipeline(source, translator, store, dispatcher, mirror))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -105,5 +110,11 @@ class Daemon:
             except TimeoutError:
                 log.info("deliveries still pending are kept for the next start")
             await dispatcher.close()
+            if mirror is not None and mirror_task is not None:
+                mirror.stop()
+                try:
+                    await asyncio.wait_for(mirror_task, 3)
+                except (TimeoutError, asyncio.CancelledError):
+                    log.info("MQTT: %d events not published at stop", len(mirror.buffer))
             await session.close()
             store.close()
