@@ -23,6 +23,8 @@ from bridge.config import Config
 from bridge.control import ACTIONS_KEY, TRANSLATOR_KEY
 from bridge.delivery.dispatcher import Dispatcher
 from bridge.mqtt import MqttMirror
+from bridge.observability import Parts, Stats, make_registry
+from bridge.observability import add_routes as add_observability
 from bridge.store import Store
 from bridge.translate import Translator
 from bridge.voicemail import enrich as enrich_voicemail
@@ -35,20 +37,21 @@ class Daemon:
         self.config = config
         self.shutdown_grace = shutdown_grace
         self.stopping = asyncio.Event()
-        self.events_in = 0
-        self.events_out = 0
+        self.stats = Stats()
 
     async def _pipeline(self, source: AmiSource, translator: Translator, store: Store,
                         dispatcher: Dispatcher, mirror: MqttMirror | None) -> None:  # fmt: skip
         async for item in source:
             if item.kind != "message" or item.msg is None:
                 log.info("AMI %s%s", item.kind, f": {item.detail}" if item.detail else "")
+                if item.kind == "connected":
+                    self.stats.ami_reconnects += 1
                 continue
-            self.events_in += 1
+            self.stats.ami_messages += 1
             # the clock is read here, never in the translator: only for events without Timestamp
             for ext_id, raw_event in translator.feed(item.msg, now_us=time.time_ns() // 1000):
                 event = enrich_voicemail(raw_event, self.config.voicemail.spool)
-                self.events_out += 1
+                self.stats.events_out[event["EventType"]] += 1
                 ids = store.enqueue(ext_id, event)
                 log.info(
                     "event %s for extension %s -> %d deliveries",
@@ -78,6 +81,18 @@ class Daemon:
         app[TRANSLATOR_KEY] = translator
         source = AmiSource(config.ami)
         app[ACTIONS_KEY] = source.action
+        mirror = MqttMirror(config.mqtt) if config.mqtt is not None else None
+        registry, latency = make_registry(Parts(self.stats, source, translator, store, dispatcher, mirror))
+        dispatcher.on_delivered = latency.observe
+
+        def ready() -> list[str]:
+            problems = [] if source.connected else ["AMI not logged in"]
+            why = store.writable()
+            if why:
+                problems.append(f"store not writable: {why}")
+            return problems
+
+        add_observability(app, registry, ready)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         host, port = config.api.host_port
@@ -85,7 +100,6 @@ class Daemon:
         await site.start()
         log.info("API listening on http://%s:%s (docs at /docs)", host, port)
         dispatcher.wake()  # what the previous process left pending
-        mirror = MqttMirror(config.mqtt) if config.mqtt is not None else None
         mirror_task = asyncio.ensure_future(mirror.run()) if mirror is not None else None
         source.start()
         pipeline = asyncio.ensure_future(self._pipeline(source, translator, store, dispatcher, mirror))

@@ -181,6 +181,18 @@ class Store:
             raise StoreError(f"cannot commit the event to {self.path}: {err}") from err
         return ids
 
+    def count_deliveries(self, state: str) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM deliveries WHERE state = ?", (state,)).fetchone()[0])
+
+    def writable(self) -> str | None:
+        """None if a write transaction can be taken now, else why not."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("ROLLBACK")
+        except sqlite3.Error as err:
+            return str(err)
+        return None
+
     def pending_subscriptions(self) -> list[int]:
         rows = self.db.execute("SELECT DISTINCT subscription_id FROM deliveries WHERE state = 'pending'")
         return [r[0] for r in rows]

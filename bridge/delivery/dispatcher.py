@@ -40,6 +40,7 @@ class Dispatcher:
         session: aiohttp.ClientSession,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        on_delivered: Callable[[float], None] | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -49,6 +50,8 @@ class Dispatcher:
         self._workers: dict[int, asyncio.Task[None]] = {}
         self._sem = asyncio.Semaphore(config.concurrency)
         self.outcomes: dict[str, int] = {"delivered": 0, "retry": 0, "failed": 0, "disabled": 0}
+        #: called with seconds from the event's EventTime to the receiver's 2xx
+        self.on_delivered = on_delivered
 
     def wake(self) -> None:
         """Start a worker for every subscription that has pending deliveries."""
@@ -113,6 +116,9 @@ class Dispatcher:
         if status is not None and 200 <= status < 300:
             self.store.mark(d.id, "delivered", attempts, status=status)
             outcome = "delivered"
+            event_time = d.event.get("EventTime")
+            if self.on_delivered is not None and isinstance(event_time, int):
+                self.on_delivered(max(0.0, self.clock() - event_time / 1e6))
         elif status == 410:
             self.store.disable_subscription(sub.id, "receiver answered 410 Gone")
             self.store.mark(d.id, "failed", attempts, status=status, error="410 Gone: subscription disabled")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.lab.helpers import daemon, place, receiver, subscribe, wait_for
@@ -43,6 +44,14 @@ async def test_internal_call_reaches_get_and_post_subscribers(daemon: str, recei
     assert len({g["key"] for g in got}) == 6
     assert not [g for g in got if g["path"] == "/nobody"]
     assert len(got) == 6
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{daemon}/health") as r:
+            assert r.status == 200 and (await r.json())["ready"] is True
+        async with s.get(f"{daemon}/metrics") as r:
+            metrics = await r.text()
+    assert "ami_bridge_ami_connected 1.0" in metrics
+    assert 'ami_bridge_events_total{type="dial-in"}' in metrics
+    assert 'ami_bridge_deliveries_total{outcome="delivered"} 6.0' in metrics
 
 
 @pytest.mark.usefixtures("lab")

@@ -1,0 +1,116 @@
+"""Observability: Prometheus metrics at /metrics and readiness at /health.
+
+Metrics are read from the live objects when scraped (a custom collector), so the hot
+path only bumps plain counters; the delivery latency histogram is the one metric kept
+by prometheus_client itself. /health answers 200 only when AMI is logged in and the
+store accepts a write, 503 with the reasons otherwise.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from bridge.ami.source import AmiSource
+    from bridge.delivery.dispatcher import Dispatcher
+    from bridge.mqtt import MqttMirror
+    from bridge.store import Store
+    from bridge.translate import Translator
+
+
+@dataclass
+class Stats:
+    """Counters the pipeline bumps; everything else is read from the objects."""
+
+    ami_messages: int = 0
+    events_out: Counter[str] = field(default_factory=Counter)
+    ami_reconnects: int = 0
+
+
+@dataclass
+class Parts:
+    stats: Stats
+    source: AmiSource
+    translator: Translator
+    store: Store
+    dispatcher: Dispatcher
+    mirror: MqttMirror | None = None
+
+
+class _Collector(Collector):
+    def __init__(self, parts: Parts) -> None:
+        self.p = parts
+
+    def collect(self) -> Iterator[Metric]:
+        p = self.p
+        yield GaugeMetricFamily(
+            "ami_bridge_ami_connected", "1 while logged in to AMI", value=int(p.source.connected)
+        )
+        yield CounterMetricFamily(
+            "ami_bridge_ami_messages", "AMI messages received", value=p.stats.ami_messages
+        )
+        yield CounterMetricFamily("ami_bridge_ami_reconnects", "AMI (re)logins", value=p.stats.ami_reconnects)
+        out = CounterMetricFamily("ami_bridge_events", "Extension events emitted", labels=["type"])
+        for kind, n in sorted(p.stats.events_out.items()):
+            out.add_metric([kind], n)
+        yield out
+        dl = CounterMetricFamily("ami_bridge_deliveries", "Delivery attempts by outcome", labels=["outcome"])
+        for outcome, n in sorted(p.dispatcher.outcomes.items()):
+            dl.add_metric([outcome], n)
+        yield dl
+        yield GaugeMetricFamily("ami_bridge_deliveries_pending", "Deliveries waiting (retry queue depth)",
+                                value=p.store.count_deliveries("pending"))  # fmt: skip
+        yield GaugeMetricFamily("ami_bridge_deliveries_failed", "Deliveries given up (see /deliveries/)",
+                                value=p.store.count_deliveries("failed"))  # fmt: skip
+        yield GaugeMetricFamily(
+            "ami_bridge_active_calls", "Calls in progress", value=p.translator.active_calls
+        )
+        yield GaugeMetricFamily(
+            "ami_bridge_active_channels", "Channels tracked", value=len(p.translator.channels)
+        )
+        if p.mirror is not None:
+            yield GaugeMetricFamily("ami_bridge_mqtt_connected", "1 while connected to the broker",
+                                    value=int(p.mirror.connected))  # fmt: skip
+            yield GaugeMetricFamily("ami_bridge_mqtt_buffered", "Events waiting for the broker",
+                                    value=len(p.mirror.buffer))  # fmt: skip
+            yield CounterMetricFamily("ami_bridge_mqtt_dropped", "Events dropped: buffer full",
+                                      value=p.mirror.dropped)  # fmt: skip
+            yield CounterMetricFamily(
+                "ami_bridge_mqtt_published", "Events published", value=p.mirror.published
+            )
+
+
+def make_registry(parts: Parts) -> tuple[CollectorRegistry, Histogram]:
+    registry = CollectorRegistry()
+    registry.register(_Collector(parts))
+    latency = Histogram(
+        "ami_bridge_delivery_latency_seconds",
+        "From the AMI event to the receiver's 2xx",
+        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+        registry=registry,
+    )
+    return registry, latency
+
+
+def add_routes(app: web.Application, registry: CollectorRegistry, ready: Callable[[], list[str]]) -> None:
+    """/metrics and /health (no token: bind the API to loopback or a management network)."""
+
+    async def metrics(request: web.Request) -> web.Response:
+        body = generate_latest(registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def health(request: web.Request) -> web.Response:
+        problems = ready()
+        status = 200 if not problems else 503
+        return web.json_response({"ready": not problems, "problems": problems}, status=status)
+
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/health", health)

@@ -1,0 +1,60 @@
+"""/health and /metrics of a running daemon (real process; AMI unreachable here, so not ready)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from bridge.store import Store
+from tests.conftest import REPO, free_port
+
+
+async def test_health_and_metrics_without_ami(tmp_path: Path) -> None:
+    """Without AMI /health is 503 naming it; /metrics exposes the pipeline's gauges and counters."""
+    db = tmp_path / "bridge.db"
+    store = Store(db)
+    store.add_subscription(175, "hangup", "http://127.0.0.1:9/dead", "POST")
+    store.enqueue(175, {"EventType": "hangup", "CallID": "c1", "EventTime": 1})
+    store.close()
+    port = free_port()
+    config = tmp_path / "bridge.yaml"
+    config.write_text(f"""
+ami: {{host: 127.0.0.1, port: {free_port()}, username: bridge, secret: x, reconnect_max: 1}}
+extensions: [{{id: 175, name: "000*099@pbx.example", type: phone, endpoint: "099"}}]
+api: {{listen: "127.0.0.1:{port}", tokens: [{{token: token-0123456789abcdef}}]}}
+store: {{path: "{db}"}}
+delivery: {{backoff_initial: 30}}
+""")
+    proc = subprocess.Popen([sys.executable, "-m", "bridge", "run", "--config", str(config)], cwd=REPO,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        async with aiohttp.ClientSession() as s:
+            for _ in range(100):
+                try:
+                    async with s.get(f"http://127.0.0.1:{port}/health") as r:
+                        status, body = r.status, await r.json()
+                        break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.1)
+            assert status == 503
+            assert body == {"ready": False, "problems": ["AMI not logged in"]}
+            await asyncio.sleep(0.5)  # the dead receiver's first attempt fails -> retry
+            async with s.get(f"http://127.0.0.1:{port}/metrics") as r:
+                text = await r.text()
+                assert r.headers["Content-Type"].startswith("text/plain")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    lines = {
+        line.split(" ")[0]: line.split(" ")[1] for line in text.splitlines() if line and line[0] != "#"
+    }
+    assert lines["ami_bridge_ami_connected"] == "0.0"
+    assert lines["ami_bridge_deliveries_pending"] == "1.0"
+    assert lines['ami_bridge_deliveries_total{outcome="retry"}'] == "1.0"
+    assert lines["ami_bridge_active_calls"] == "0.0"
+    assert "ami_bridge_delivery_latency_seconds_count" in lines
