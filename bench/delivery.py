@@ -4,9 +4,9 @@
 
 Three things run on loopback:
   * a receiver in its own process (bench/receiver_proc.py);
-  * a scripted AMI server replaying a real lab fixture (internal-answered-caller-hangup)
-    CALLS times at RATE calls/s, each copy with fresh Uniqueids and with every
-    Timestamp rewritten to the moment it is sent;
+  * the demo's AMI replay server (bridge.demo.ReplayServer) sending a real lab fixture
+    (internal-answered-caller-hangup) CALLS times at RATE calls/s, each copy with fresh
+    Uniqueids and every Timestamp rewritten to the moment it is sent;
   * the bridge daemon (in this process) subscribed with every event type of the two
     phones (POST), so each call is 6 requests.
 Latency = receive time at the receiver - the event's EventTime (= when the AMI server
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import statistics
 import subprocess
 import sys
@@ -33,48 +32,13 @@ import aiohttp
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bridge.ami.message import split_stream  # noqa: E402
 from bridge.config import parse_config  # noqa: E402
 from bridge.daemon import Daemon  # noqa: E402
+from bridge.demo import ReplayServer  # noqa: E402
 from bridge.store import Store  # noqa: E402
 
 FIXTURE = REPO / "fixtures" / "internal-answered-caller-hangup.ami"
 TOKEN = "bench-token-0123456789abcdef"
-_TS = re.compile(rb"^Timestamp: [0-9.]+\r$", re.M)
-_ID = re.compile(rb"(Uniqueid|Linkedid|DestUniqueid|DestLinkedid): ")
-
-
-def copies(blocks: list[bytes], n: int) -> bytes:
-    """Block i of copy n, with unique ids (the ids' prefix is rewritten per copy)."""
-    return [_ID.sub(lambda m: m.group(0) + f"b{n}-".encode(), b) for b in blocks]  # type: ignore[return-value]
-
-
-async def ami_server(calls: int, rate: float, started: asyncio.Event) -> asyncio.Server:
-    blocks, _ = split_stream(FIXTURE.read_bytes())
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"Asterisk Call Manager/9.0.0\r\n")
-        data = await reader.readuntil(b"\r\n\r\n")
-        action_id = re.search(rb"ActionID: (.*)\r\n", data)
-        aid = action_id.group(1) if action_id else b""
-        writer.write(
-            b"Response: Success\r\nActionID: " + aid + b"\r\nMessage: Authentication accepted\r\n\r\n"
-        )
-        started.set()
-        t0 = time.monotonic()
-        for n in range(calls):
-            delay = t0 + n / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            for block in copies(blocks, n):
-                now = f"{time.time_ns() // 1000}".encode()
-                stamp = b"Timestamp: " + now[:-6] + b"." + now[-6:] + b"\r"
-                writer.write(_TS.sub(stamp, block))
-            await writer.drain()
-        await reader.read()  # until the bridge hangs up
-        writer.close()
-
-    return await asyncio.start_server(serve, "127.0.0.1", 0)
 
 
 def pct(values: list[int], p: float) -> float:
@@ -85,9 +49,8 @@ def pct(values: list[int], p: float) -> float:
 
 
 async def run_bridge(calls: int, rate: float, receiver: str) -> tuple[float, list[int]]:
-    started = asyncio.Event()
-    server = await ami_server(calls, rate, started)
-    port = server.sockets[0].getsockname()[1]
+    replay = ReplayServer([(FIXTURE.stem, FIXTURE.read_bytes())], passes=calls, rate=rate)
+    port = await replay.start()
     tmp = Path(tempfile.mkdtemp(prefix="ami-bridge-bench-"))
     with socket_port() as api_port:
         pass  # a free port for the API, released for the daemon to bind
@@ -106,7 +69,7 @@ store: {{path: "{tmp / "bridge.db"}"}}
     store.close()
     daemon = Daemon(config)
     task = asyncio.ensure_future(daemon.run())
-    await started.wait()
+    await replay.logged_in.wait()
     t0 = time.monotonic()
     expected = calls * 6
     async with aiohttp.ClientSession() as s:
@@ -121,7 +84,7 @@ store: {{path: "{tmp / "bridge.db"}"}}
             got = await r.json()
     daemon.stopping.set()
     await task
-    server.close()
+    await replay.close()
     return len(got) / elapsed, got
 
 

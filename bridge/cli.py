@@ -118,6 +118,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from bridge.demo import run_demo
+
+    _setup_logging("text", "warning")
+    try:
+        return asyncio.run(run_demo(args.port, args.duration, args.speed))
+    except KeyboardInterrupt:
+        return 0
+    except OSError as err:
+        print(f"ami-bridge demo: cannot listen on 127.0.0.1:{args.port}: {err.strerror} (try --port)",
+              file=sys.stderr)  # fmt: skip
+        return 1
+
+
 def _cmd_deliveries(args: argparse.Namespace) -> int:
     import json
 
@@ -198,6 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=("json", "text"), default="json")
     run.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     run.set_defaults(func=_cmd_run)
+
+    demo = sub.add_parser(
+        "demo", help="run the bridge on built-in recordings of a real Asterisk (no PBX needed)"
+    )
+    demo.add_argument("--port", type=int, default=8080, help="API/dashboard port on 127.0.0.1 (default 8080)")
+    demo.add_argument("--speed", type=float, default=2.0, help="replay this many times faster than recorded")
+    demo.add_argument("--duration", type=float, help="play every recording once and stop after SECONDS")
+    demo.set_defaults(func=_cmd_demo)
 
     dl = sub.add_parser("deliveries", help="list deliveries (failed by default) or retry failed ones")
     dl.add_argument("--config", required=True, metavar="CONFIG.yaml")
