@@ -118,6 +118,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from bridge.doctor import diagnose
+
+    config = _load(args.config)
+    if config is None:
+        return 1
+    print(f"ami-bridge doctor: {config.ami.username}@{config.ami.host}:{config.ami.port}")
+    report = asyncio.run(diagnose(config, watch=args.watch))
+    print(report.render())
+    print("problems found: fix the FAIL lines above" if report.failed else "no problem found")
+    return 1 if report.failed else 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from bridge.demo import run_demo
 
@@ -212,6 +225,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=("json", "text"), default="json")
     run.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     run.set_defaults(func=_cmd_run)
+
+    doc = sub.add_parser(
+        "doctor", help="check the Asterisk side: login, permissions, timestampevents, objects"
+    )
+    doc.add_argument("--config", required=True, metavar="CONFIG.yaml")
+    doc.add_argument(
+        "--watch",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="also watch live traffic this long (place a call) to check channelvars",
+    )
+    doc.set_defaults(func=_cmd_doctor)
 
     demo = sub.add_parser(
         "demo", help="run the bridge on built-in recordings of a real Asterisk (no PBX needed)"

@@ -22,9 +22,12 @@ from bridge.api import DISPATCHER_KEY, make_app
 from bridge.config import Config
 from bridge.control import ACTIONS_KEY, TRANSLATOR_KEY
 from bridge.delivery.dispatcher import Dispatcher
+from bridge.hub import EventHub
+from bridge.hub import add_routes as add_dashboard
 from bridge.mqtt import MqttMirror
 from bridge.observability import Parts, Stats, make_registry
 from bridge.observability import add_routes as add_observability
+from bridge.sdnotify import Notifier, watchdog_loop
 from bridge.store import Store
 from bridge.translate import Translator
 from bridge.voicemail import enrich as enrich_voicemail
@@ -39,8 +42,15 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.stats = Stats()
 
-    async def _pipeline(self, source: AmiSource, translator: Translator, store: Store,
-                        dispatcher: Dispatcher, mirror: MqttMirror | None) -> None:  # fmt: skip
+    async def _pipeline(
+        self,
+        source: AmiSource,
+        translator: Translator,
+        store: Store,
+        dispatcher: Dispatcher,
+        mirror: MqttMirror | None,
+        hub: EventHub,
+    ) -> None:
         async for item in source:
             if item.kind != "message" or item.msg is None:
                 log.info("AMI %s%s", item.kind, f": {item.detail}" if item.detail else "")
@@ -68,6 +78,7 @@ class Daemon:
                     dispatcher.wake()
                 if mirror is not None:
                     mirror.publish(ext_id, event)
+                hub.publish(ext_id, event)
 
     async def run(self) -> None:
         config = self.config
@@ -93,6 +104,8 @@ class Daemon:
             return problems
 
         add_observability(app, registry, ready)
+        hub = EventHub()
+        add_dashboard(app, hub)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         host, port = config.api.host_port
@@ -102,7 +115,11 @@ class Daemon:
         dispatcher.wake()  # what the previous process left pending
         mirror_task = asyncio.ensure_future(mirror.run()) if mirror is not None else None
         source.start()
-        pipeline = asyncio.ensure_future(self._pipeline(source, translator, store, dispatcher, mirror))
+        pipeline = asyncio.ensure_future(self._pipeline(source, translator, store, dispatcher, mirror, hub))
+        notifier = Notifier.from_env()
+        notifier.ready(f"API on {host}:{port}; AMI {config.ami.host}:{config.ami.port}")
+        # systemd restarts us if the pipeline task dies or the loop stops turning
+        watchdog = asyncio.ensure_future(watchdog_loop(notifier, lambda: not pipeline.done()))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -115,6 +132,8 @@ class Daemon:
         finally:
             log.info("stopping: no more AMI input, API closed, %.0f s for requests in flight",
                      self.shutdown_grace)  # fmt: skip
+            notifier.stopping("finishing deliveries in flight")
+            watchdog.cancel()
             source.close()
             pipeline.cancel()
             stop_wait.cancel()

@@ -5,8 +5,9 @@ UTF-8 characters split across reads and values of empty trailing headers (see
 shared/spec/libraries-facts.md), and runs every registered pattern on every event.
 :class:`StreamProtocol` replaces ``data_received``: bytes go through
 :class:`bridge.ami.message.Framer`, every block (responses included) is handed, raw and
-in order, to one synchronous ``sink``, and only action responses are given back to
-panoramisk so its futures resolve. Events never go through panoramisk's dispatch.
+in order, to one synchronous ``sink``, and only action responses (with the list events
+that answer an action) are given back to panoramisk so its futures resolve. Events never
+go through panoramisk's dispatch.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ class StreamProtocol(AMIProtocol):  # type: ignore[misc]
                 continue
             msg = parse(block)
             self._sink(block, msg)
-            if "Response" in msg.first:
+            # responses, and the list events of actions awaiting them (QueueStatus, ...)
+            if "Response" in msg.first or msg.first.get("ActionID") in self.responses:
                 self._to_panoramisk(block)
             elif msg.event == "Shutdown":
                 # Asterisk closes the socket right after; let panoramisk reconnect.

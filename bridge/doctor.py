@@ -1,0 +1,171 @@
+"""``ami-bridge doctor``: check that Asterisk gives the bridge what it needs, say how to fix it.
+
+Checks, in order: AMI reachable; login accepted; events come back to us (read=user)
+carrying ``Timestamp`` (``timestampevents = yes``); every configured PJSIP endpoint and
+trunk exists; every configured queue exists; every IVR context exists (needs
+write=reporting, else a warning); with ``--watch SECONDS``, live traffic is observed to
+confirm read=call/dialplan and the configured ``channelvars``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from bridge.ami.source import ActionError, AmiSource, SourceItem
+from bridge.config import Config
+
+
+@dataclass
+class Report:
+    lines: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, level: str, text: str) -> None:
+        self.lines.append((level, text))
+
+    @property
+    def failed(self) -> bool:
+        return any(level == "FAIL" for level, _ in self.lines)
+
+    def render(self) -> str:
+        return "\n".join(f"  {level:5} {text}" for level, text in self.lines)
+
+
+async def _next(source: AmiSource, timeout: float) -> SourceItem | None:
+    try:
+        return await asyncio.wait_for(source.queue.get(), timeout)
+    except TimeoutError:
+        return None
+
+
+async def diagnose(config: Config, watch: float = 0.0, timeout: float = 8.0) -> Report:
+    rep = Report()
+    ami = config.ami
+    source = AmiSource(ami.model_copy(update={"reconnect_min": 30.0, "reconnect_max": 30.0}))
+    source.start()
+    try:
+        return await _diagnose(config, source, rep, watch, timeout)
+    finally:
+        source.close()
+
+
+async def _diagnose(config: Config, source: AmiSource, rep: Report, watch: float, timeout: float) -> Report:
+    ami = config.ami
+    item = await _next(source, timeout)
+    while item is not None and item.kind == "message":
+        item = await _next(source, timeout)
+    if item is None:
+        rep.add("FAIL", f"AMI at {ami.host}:{ami.port} did not answer in {timeout:g} s. Fix: manager.conf "
+                        "[general] enabled = yes, port/bindaddr matching the config, and a firewall that "
+                        "lets this host in.")  # fmt: skip
+        return rep
+    if item.kind == "login-failed":
+        rep.add("FAIL", f"login as {ami.username!r} refused ({item.detail}). Fix: in manager.conf, a section "
+                        f"[{ami.username}] with this secret, and permit= covering this host.")  # fmt: skip
+        return rep
+    rep.add("OK", f"AMI reachable at {ami.host}:{ami.port}, logged in as {ami.username!r}")
+
+    # timestampevents and read=user: send ourselves a UserEvent
+    try:
+        await source.action({"Action": "UserEvent", "UserEvent": "AmiBridgeDoctor"})
+    except ActionError as err:
+        rep.add("WARN", f"could not send a test UserEvent ({err}); grant write=user to check timestampevents")
+    else:
+        seen: SourceItem | None = None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 3
+        while loop.time() < deadline:
+            got = await _next(source, max(0.05, deadline - loop.time()))
+            if got and got.msg is not None and got.msg.first.get("UserEvent") == "AmiBridgeDoctor":
+                seen = got
+                break
+        if seen is None or seen.msg is None:
+            rep.add("FAIL", "our test UserEvent never came back. Fix: manager.conf read= must include "
+                            "user,call,dialplan,agent,system,originate for the bridge's user.")  # fmt: skip
+        elif not seen.msg.first.get("Timestamp"):
+            rep.add("FAIL", "events carry no Timestamp. Fix: manager.conf [general] timestampevents = yes, "
+                            "then 'manager reload'.")  # fmt: skip
+        else:
+            rep.add("OK", "events come back with Timestamp (timestampevents = yes, read=user)")
+
+    for ext in config.extensions:
+        if ext.type == "phone" and ext.endpoint:
+            await _endpoint(source, rep, ext.endpoint, f"extension {ext.id}")
+    for trunk in config.trunks:
+        await _endpoint(source, rep, trunk, "trunk")
+    for ext in config.extensions:
+        if ext.type == "queue" and ext.queue:
+            await _queue(source, rep, ext.queue, ext.id)
+        if ext.type == "ivr" and ext.context:
+            await _context(source, rep, ext.context, ext.id)
+    if watch > 0:
+        await _watch(config, source, rep, watch)
+    return rep
+
+
+async def _endpoint(source: AmiSource, rep: Report, endpoint: str, what: str) -> None:
+    try:
+        await source.action({"Action": "PJSIPShowEndpoint", "Endpoint": endpoint})
+        rep.add("OK", f"PJSIP endpoint {endpoint} ({what}) exists")
+    except ActionError as err:
+        if "Permission" in str(err):
+            rep.add("WARN", f"cannot check PJSIP endpoint {endpoint}: {err}. Grant read=system to check.")
+        else:
+            rep.add("FAIL", f"PJSIP endpoint {endpoint} ({what}) does not exist ({err}). Fix: add it to "
+                            "pjsip.conf, or correct the endpoint in the bridge's config.")  # fmt: skip
+
+
+async def _queue(source: AmiSource, rep: Report, queue: str, ext_id: int) -> None:
+    try:
+        resp = await source.manager.send_action({"Action": "QueueStatus", "Queue": queue})
+    except Exception as err:  # panoramisk may raise anything on a dropped connection
+        rep.add("WARN", f"cannot check queue {queue}: {err}")
+        return
+    found = isinstance(resp, list) and any(m.get("Event") == "QueueParams" for m in resp)
+    if found:
+        rep.add("OK", f"queue {queue} (extension {ext_id}) exists")
+    else:
+        rep.add("FAIL", f"queue {queue} (extension {ext_id}) does not exist. Fix: define [{queue}] in "
+                        "queues.conf, or correct the queue name in the bridge's config.")  # fmt: skip
+
+
+async def _context(source: AmiSource, rep: Report, context: str, ext_id: int) -> None:
+    try:
+        await source.action({"Action": "ShowDialPlan", "Context": context})
+        rep.add("OK", f"IVR context {context} (extension {ext_id}) exists")
+    except ActionError as err:
+        if "Permission" in str(err):
+            rep.add("WARN", f"cannot check IVR context {context} ({err}); grant write=reporting to check, or "
+                            f"run 'dialplan show {context}' on the Asterisk CLI.")  # fmt: skip
+        else:
+            rep.add("FAIL", f"IVR context {context} (extension {ext_id}) does not exist ({err}). Fix: "
+                            "extensions.conf, or the context in the bridge's config.")  # fmt: skip
+
+
+async def _watch(config: Config, source: AmiSource, rep: Report, seconds: float) -> None:
+    names = set(config.variables.model_dump().values())
+    seen_vars: set[str] = set()
+    kinds: set[str] = set()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while loop.time() < deadline:
+        got = await _next(source, max(0.05, deadline - loop.time()))
+        if got is None or got.msg is None or not got.msg.event:
+            continue
+        kinds.add(got.msg.event)
+        seen_vars |= set(got.msg.variables())
+    if "Newchannel" not in kinds:
+        rep.add("WARN", f"no call in {seconds:g} s of watching: place a call during --watch to check read "
+                        "permissions and channelvars")  # fmt: skip
+        return
+    if "VarSet" not in kinds and "Newexten" not in kinds:
+        rep.add("FAIL", "calls seen but no Newexten/VarSet. Fix: read=dialplan for the bridge's user.")
+    else:
+        rep.add("OK", "call and dialplan events arrive (read=call,dialplan)")
+    missing = sorted(names - seen_vars)
+    if missing:
+        want = ",".join(sorted(names))
+        rep.add("FAIL", f"channel variables missing from events: {', '.join(missing)}. Fix: manager.conf "
+                        f"[general] channelvars = {want} (never PJSIP_HEADER(...) there).")  # fmt: skip
+    else:
+        rep.add("OK", "every configured channel variable is in channel events (channelvars)")
