@@ -4,9 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 NAME ?=
 
-.PHONY: help venv deps test lint lab-up lab-down lab-status lab-record lab-record-all lab-list lab-play clean
+.PHONY: help demo venv deps test lint lab-up lab-down lab-status lab-record lab-record-all lab-list lab-play clean
 
 help:
+	@echo "make demo            set up a venv and run the bridge on built-in recordings (no PBX)"
 	@echo "make test            set up everything (apt packages, venv) and run lint + all tests"
 	@echo "make lab-up          build the Asterisk chroot if needed (once, minutes) and start it"
 	@echo "make lab-record-all  record every lab scenario into fixtures/"
@@ -28,6 +29,9 @@ venv: $(VENV)/.installed
 # System packages the tests and the lab need (root: CI and the lab run as root).
 deps:
 	@scripts/system-deps
+
+demo: venv
+	$(BIN)/ami-bridge demo
 
 lint: venv
 	$(BIN)/ruff check bridge tests lab bench

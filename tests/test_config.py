@@ -21,8 +21,10 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
     models = (config, config.ami, config.variables, config.extensions[0], config.api, config.api.tokens[0],
               config.store, config.delivery, config.callback,
               config.voicemail)  # fmt: skip
-    for model in models:
-        for key in type(model).model_fields:
+    from bridge.config import MqttConfig, MqttTls
+
+    for cls in [type(m) for m in models] + [MqttConfig, MqttTls]:
+        for key in cls.model_fields:
             assert f"{key}:" in text, key
 
 
@@ -76,3 +78,12 @@ def test_check_config_cli_exit_codes(tmp_path: Path) -> None:
     missing = subprocess.run([sys.executable, "-m", "bridge", "check-config", str(tmp_path / "nope.yaml")],
                              capture_output=True, text=True, cwd=REPO)  # fmt: skip
     assert missing.returncode == 1 and "cannot read" in missing.stderr
+
+
+def test_example_mqtt_section_is_valid_when_uncommented() -> None:
+    """The commented-out mqtt: example turns into a valid section."""
+    text = (REPO / "config.example.yaml").read_text()
+    block = text[text.index("# mqtt:") :]
+    uncommented = "\n".join(line[2:] if line.startswith("# ") else line for line in block.splitlines())
+    config = parse_config(text[: text.index("# mqtt:")] + uncommented)
+    assert config.mqtt is not None and config.mqtt.host_port_tls == ("127.0.0.1", 1883, False)

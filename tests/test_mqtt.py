@@ -161,3 +161,38 @@ async def test_events_wait_for_a_broker_that_comes_back(tmp_path: Path) -> None:
         mirror.stop()
         await asyncio.wait_for(task, 5)
         b.stop()
+
+
+async def test_daemon_mirrors_a_replayed_call_to_mqtt(broker: Broker, tmp_path: Path) -> None:
+    """The running daemon publishes each event of a real recorded call on its topic."""
+    from bridge.config import parse_config
+    from bridge.daemon import Daemon
+    from bridge.demo import ReplayServer
+    from tests.conftest import FIXTURES
+
+    fixture = FIXTURES / "internal-answered-caller-hangup.ami"
+    replay = ReplayServer([(fixture.stem, fixture.read_bytes())], rate=100)
+    ami_port = await replay.start()
+    config = parse_config(f"""
+ami: {{host: 127.0.0.1, port: {ami_port}, username: x, secret: x}}
+extensions:
+  - {{id: 1101, name: "000*101@pbx.example", type: phone, endpoint: "101"}}
+  - {{id: 1102, name: "000*102@pbx.example", type: phone, endpoint: "102"}}
+api: {{listen: "127.0.0.1:{free_port()}"}}
+store: {{path: "{tmp_path / "b.db"}"}}
+mqtt: {{url: "mqtt://127.0.0.1:{broker.port}", topic_prefix: "pbx"}}
+""")
+    listener = asyncio.ensure_future(collect(broker.port, "pbx/+/+", 6))
+    await asyncio.sleep(0.5)
+    daemon = Daemon(config)
+    task = asyncio.ensure_future(daemon.run())
+    try:
+        got = await listener
+    finally:
+        daemon.stopping.set()
+        await task
+        await replay.close()
+    topics = [str(m.topic) for m in got]
+    assert topics == ["pbx/1101/dial-out", "pbx/1102/dial-in", "pbx/1102/answer", "pbx/1101/answer",
+                      "pbx/1101/hangup", "pbx/1102/hangup"]  # fmt: skip
+    assert json.loads(got[-1].payload)["CallStatus"] == "ANSWER"  # type: ignore[arg-type]
