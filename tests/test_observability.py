@@ -50,9 +50,7 @@ delivery: {{backoff_initial: 30}}
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
-    lines = {
-        line.split(" ")[0]: line.split(" ")[1] for line in text.splitlines() if line and line[0] != "#"
-    }
+    lines = {line.split(" ")[0]: line.split(" ")[1] for line in text.splitlines() if line and line[0] != "#"}
     assert lines["ami_bridge_ami_connected"] == "0.0"
     assert lines["ami_bridge_deliveries_pending"] == "1.0"
     assert lines['ami_bridge_deliveries_total{outcome="retry"}'] == "1.0"
