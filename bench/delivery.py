@@ -61,6 +61,7 @@ extensions:
   - {{id: 1102, name: "000*102@pbx.example", type: phone, endpoint: "102"}}
 api: {{listen: "127.0.0.1:{api_port}", tokens: [{{token: {TOKEN}}}]}}
 store: {{path: "{tmp / "bridge.db"}"}}
+delivery: {{allow_networks: ["127.0.0.0/8"]}}
 """)
     store = Store(config.store.path)
     for ext in (1101, 1102):

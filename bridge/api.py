@@ -152,6 +152,16 @@ def validate_subscription(data: dict[str, Any]) -> tuple[str, str, str]:
     return url, event_type, method
 
 
+async def _guard(request: web.Request, url: str) -> None:
+    from bridge.delivery.guard import check_host, parse_networks
+
+    allow = parse_networks(request.app[CONFIG_KEY].delivery.allow_networks)
+    why = await check_host(urlsplit(url).hostname or "", allow)
+    if why:
+        raise ApiError(400, "invalid_request", f"url refused: {why}; an operator can allow it with "
+                       "delivery.allow_networks", "url")  # fmt: skip
+
+
 async def create(request: web.Request) -> web.Response:
     ext_id = _extension_id(request)
     url, event_type, method = validate_subscription(await _body(request))
@@ -163,6 +173,7 @@ async def create(request: web.Request) -> web.Response:
     if store.count() >= api.max_subscriptions_total:
         most = api.max_subscriptions_total
         raise ApiError(409, "limit_exceeded", f"the bridge already has {most} subscriptions (the maximum)")
+    await _guard(request, url)
     sub = store.add_subscription(ext_id, event_type, url, method)
     return web.json_response(sub.public())
 
@@ -194,6 +205,7 @@ async def get_one(request: web.Request) -> web.Response:
 async def put_one(request: web.Request) -> web.Response:
     sub = _existing(request)
     url, event_type, method = validate_subscription(await _body(request))
+    await _guard(request, url)
     new = Subscription(sub.id, sub.extension_id, event_type, url, method)
     request.app[STORE_KEY].update_subscription(new)
     return web.json_response(new.public())

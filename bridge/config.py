@@ -136,6 +136,19 @@ class DeliveryConfig(_Strict):
     backoff_max: Annotated[float, Field(gt=0)] = 300.0
     concurrency: Annotated[int, Field(ge=1)] = 50
     secret: str | None = None
+    #: networks webhooks may reach although private/loopback/link-local (SSRF guard)
+    allow_networks: list[str] = []
+
+    @model_validator(mode="after")
+    def _networks_ok(self) -> DeliveryConfig:
+        import ipaddress
+
+        for i, net in enumerate(self.allow_networks):
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as err:
+                raise ValueError(f"allow_networks[{i}]: {err}") from err
+        return self
 
 
 class CallbackConfig(_Strict):

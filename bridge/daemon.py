@@ -22,6 +22,7 @@ from bridge.api import DISPATCHER_KEY, make_app
 from bridge.config import Config
 from bridge.control import ACTIONS_KEY, TRANSLATOR_KEY
 from bridge.delivery.dispatcher import Dispatcher
+from bridge.delivery.guard import GuardedResolver, parse_networks
 from bridge.hub import EventHub
 from bridge.hub import add_routes as add_dashboard
 from bridge.mqtt import MqttMirror
@@ -83,7 +84,8 @@ class Daemon:
     async def run(self) -> None:
         config = self.config
         store = Store(config.store.path, config.store.synchronous)
-        connector = aiohttp.TCPConnector(limit=config.delivery.concurrency)
+        guard = GuardedResolver(parse_networks(config.delivery.allow_networks))
+        connector = aiohttp.TCPConnector(limit=config.delivery.concurrency, resolver=guard)
         session = aiohttp.ClientSession(connector=connector)
         dispatcher = Dispatcher(store, config.delivery, session)
         app = make_app(config, store)

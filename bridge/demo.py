@@ -140,7 +140,7 @@ extensions: {DEMO_EXTENSIONS}
 trunks: [trunk]
 api: {{listen: "127.0.0.1:{api_port}", tokens: [{{token: {token}}}]}}
 store: {{path: "{store}"}}
-delivery: {{backoff_initial: 0.5, backoff_max: 5}}
+delivery: {{backoff_initial: 0.5, backoff_max: 5, allow_networks: ["127.0.0.0/8"]}}
 """, "demo")  # fmt: skip
 
 

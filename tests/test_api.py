@@ -220,3 +220,28 @@ async def test_hashed_tokens_authenticate(tmp_path: Path) -> None:
         other = await c.get("/extension/175/event/", headers={"Authorization": f"Bearer {secret}"})
         assert other.status == 403
     store.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1/hook", "http://[::1]/x", "http://10.1.2.3/x", "http://169.254.169.254/latest/meta-data",
+     "http://192.168.0.10:8080/x", "http://localhost/x", "http://0.0.0.0/x", "http://[::ffff:127.0.0.1]/x"],
+)  # fmt: skip
+async def test_ssrf_guard_refuses_internal_addresses(client: TestClient[Any, Any], url: str) -> None:
+    """Loopback, private, link-local (metadata), unspecified addresses are refused by default."""
+    resp = await client.post("/extension/175/event/", json={**SUB, "url": url}, headers=AUTH)
+    assert resp.status == 400
+    body = await resp.json()
+    assert body["field"] == "url" and "allow_networks" in body["message"]
+
+
+async def test_ssrf_allow_list_lets_an_intranet_receiver_in(tmp_path: Path) -> None:
+    """delivery.allow_networks admits the listed networks (and only those)."""
+    text = CONFIG_TEXT + 'delivery: {allow_networks: ["10.0.0.0/8", "127.0.0.0/8"]}\n'
+    store = Store(tmp_path / "a.db")
+    async with TestClient(TestServer(make_app(parse_config(text), store))) as c:
+        ok = await c.post("/extension/175/event/", json={**SUB, "url": "http://10.1.2.3/x"}, headers=AUTH)
+        assert ok.status == 200
+        assert (await c.post("/extension/175/event/", json={**SUB, "url": "http://192.168.1.1/x"},
+                             headers=AUTH)).status == 400  # fmt: skip
+    store.close()

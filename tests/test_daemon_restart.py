@@ -47,6 +47,7 @@ ami: {{host: 127.0.0.1, port: {free_port()}, username: bridge, secret: x, reconn
 extensions: [{{id: 175, name: "000*099@pbx.example", type: phone, endpoint: "099"}}]
 api: {{listen: "127.0.0.1:{free_port()}", tokens: [{{token: {TOKEN}}}]}}
 store: {{path: "{db}"}}
+delivery: {{allow_networks: ["127.0.0.0/8"]}}
 """)
     store = Store(db)
     store.add_subscription(175, "hangup", f"http://127.0.0.1:{server.port}/hook", "POST")

@@ -19,7 +19,10 @@ from bridge.config import DeliveryConfig
 from bridge.delivery.dispatcher import Dispatcher
 from bridge.store import Store
 
-FAST = DeliveryConfig(backoff_initial=0.01, backoff_max=0.05, max_attempts=4, read_timeout=5)
+LOOPBACK = ["127.0.0.0/8"]
+FAST = DeliveryConfig(
+    backoff_initial=0.01, backoff_max=0.05, max_attempts=4, read_timeout=5, allow_networks=LOOPBACK
+)
 
 
 @dataclass
@@ -158,7 +161,7 @@ async def test_dead_receiver_does_not_delay_others(receivers: Any, store: Store)
     store.add_subscription(175, "hangup", "http://127.0.0.1:9/dead", "GET")  # discard port: refused
     store.add_subscription(175, "hangup", f"{base}/b", "GET")
     store.enqueue(175, event(1))
-    slow = DeliveryConfig(backoff_initial=0.3, backoff_max=0.3, max_attempts=3)
+    slow = DeliveryConfig(backoff_initial=0.3, backoff_max=0.3, max_attempts=3, allow_networks=LOOPBACK)
     started = time.monotonic()
     await run(store, slow)
     assert recs["b"].got[0]["at"] - started < 0.25
@@ -190,3 +193,27 @@ async def test_pending_deliveries_survive_a_restart(receivers: Any, tmp_path: Pa
     second = Store(tmp_path / "bridge.db")
     await run(second)
     assert [g["fields"]["CallID"] for g in recs["a"].got] == ["call-0", "call-1", "call-2"]
+
+
+async def test_ssrf_guard_blocks_delivery_without_retry(receivers: Any, store: Store) -> None:
+    """A subscription to a loopback receiver is not called unless allowed; it fails at once."""
+    recs, base = receivers
+    store.add_subscription(175, "hangup", f"{base}/a", "GET")
+    store.enqueue(175, event(1))
+    await run(store, DeliveryConfig(backoff_initial=0.01, max_attempts=5))
+    assert recs["a"].got == []
+    failed = store.deliveries("failed")
+    assert failed[0]["attempts"] == 1 and "SSRF guard" in failed[0]["last_error"]
+
+
+async def test_guarded_resolver_drops_internal_addresses() -> None:
+    """Names resolving to refused addresses never reach a connection (DNS rebinding too)."""
+    from bridge.delivery.guard import GuardedResolver, SsrfBlocked, parse_networks
+
+    guard = GuardedResolver(parse_networks([]))
+    with pytest.raises(SsrfBlocked):
+        await guard.resolve("localhost", 80)
+    allowed = GuardedResolver(parse_networks(["127.0.0.0/8", "::1/128"]))
+    assert {r["host"] for r in await allowed.resolve("localhost", 80)} <= {"127.0.0.1", "::1"}
+    await guard.close()
+    await allowed.close()

@@ -28,7 +28,7 @@ ami: {{host: 127.0.0.1, port: {free_port()}, username: bridge, secret: x, reconn
 extensions: [{{id: 175, name: "000*099@pbx.example", type: phone, endpoint: "099"}}]
 api: {{listen: "127.0.0.1:{port}", tokens: [{{token: token-0123456789abcdef}}]}}
 store: {{path: "{db}"}}
-delivery: {{backoff_initial: 30}}
+delivery: {{backoff_initial: 30, allow_networks: ["127.0.0.0/8"]}}
 """)
     proc = subprocess.Popen([sys.executable, "-m", "bridge", "run", "--config", str(config)], cwd=REPO,
                             stderr=subprocess.DEVNULL)  # fmt: skip

@@ -18,18 +18,39 @@ a delivery interrupted mid-request is sent again with the same idempotency key.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import random
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from bridge.config import DeliveryConfig
-from bridge.delivery.request import build_request
+from bridge.delivery.guard import SsrfBlocked, parse_networks, refusal
+from bridge.delivery.request import WebhookRequest, build_request
 from bridge.store import Delivery, Store
 
 log = logging.getLogger(__name__)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _blocked(err: BaseException) -> SsrfBlocked | None:
+    """The SSRF refusal behind an aiohttp connection error, if that is what it was."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, SsrfBlocked):
+            return seen
+        seen = getattr(seen, "os_error", None) or seen.__cause__
+    return None
 
 
 class Dispatcher:
@@ -52,6 +73,7 @@ class Dispatcher:
         self.outcomes: dict[str, int] = {"delivered": 0, "retry": 0, "failed": 0, "disabled": 0}
         #: called with seconds from the event's EventTime to the receiver's 2xx
         self.on_delivered = on_delivered
+        self.allow = parse_networks(config.allow_networks)
 
     def wake(self) -> None:
         """Start a worker for every subscription that has pending deliveries."""
@@ -84,6 +106,25 @@ class Dispatcher:
                 await asyncio.sleep(wait)
             await self._attempt(delivery)
 
+    async def _send(
+        self, req: WebhookRequest, timeout: aiohttp.ClientTimeout
+    ) -> tuple[int | None, str | None]:
+        """One HTTP request: (status, None) or (None, what went wrong)."""
+        try:
+            async with self.session.request(
+                req.method,
+                req.url,
+                data=req.body or None,
+                headers=req.headers,
+                timeout=timeout,
+                allow_redirects=False,
+            ) as resp:
+                await resp.content.read(65536)  # read a little, never a huge body
+                return resp.status, None
+        except (aiohttp.ClientError, TimeoutError) as err:
+            blocked = _blocked(err)
+            return None, str(blocked) if blocked else f"{type(err).__name__}: {err}"
+
     async def _attempt(self, d: Delivery) -> None:
         sub = self.store.subscription_by_id(d.subscription_id)
         if sub is None or not sub.enabled:
@@ -98,20 +139,14 @@ class Dispatcher:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.config.connect_timeout,
                                         sock_read=self.config.read_timeout)  # fmt: skip
         started = time.monotonic()
+        host = (urlsplit(req.url).hostname or "").strip("[]")
+        # aiohttp does not resolve IP literals, so its resolver cannot guard them
+        literal = refusal(host, self.allow) if _is_ip(host) else None
         async with self._sem:
-            try:
-                async with self.session.request(
-                    req.method,
-                    req.url,
-                    data=req.body or None,
-                    headers=req.headers,
-                    timeout=timeout,
-                    allow_redirects=False,
-                ) as resp:
-                    status = resp.status
-                    await resp.content.read(65536)  # read a little, never a huge body
-            except (aiohttp.ClientError, TimeoutError) as err:
-                error = f"{type(err).__name__}: {err}"
+            if literal:
+                error = f"refused by the SSRF guard: {literal} (allow it with delivery.allow_networks)"
+            else:
+                status, error = await self._send(req, timeout)
         took = time.monotonic() - started
         if status is not None and 200 <= status < 300:
             self.store.mark(d.id, "delivered", attempts, status=status)
@@ -123,7 +158,8 @@ class Dispatcher:
             self.store.disable_subscription(sub.id, "receiver answered 410 Gone")
             self.store.mark(d.id, "failed", attempts, status=status, error="410 Gone: subscription disabled")
             outcome = "disabled"
-        elif (status is None or status == 429 or status >= 500) and attempts < self.config.max_attempts:
+        elif (status is None or status == 429 or status >= 500) and attempts < self.config.max_attempts \
+                and not (error or "").startswith("refused by the SSRF guard"):  # fmt: skip
             self.store.mark(d.id, "pending", attempts, self.clock() + self.backoff(attempts), status, error)
             outcome = "retry"
         else:

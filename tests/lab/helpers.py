@@ -53,7 +53,7 @@ async def daemon(tmp_path: Path) -> AsyncIterator[str]:
         + f"""
 api: {{listen: "127.0.0.1:{port}", tokens: [{{token: {TOKEN}}}]}}
 store: {{path: "{tmp_path / "bridge.db"}"}}
-delivery: {{backoff_initial: 0.2, backoff_max: 1}}
+delivery: {{backoff_initial: 0.2, backoff_max: 1, allow_networks: ["127.0.0.0/8"]}}
 voicemail: {{spool: "{VOICEMAIL_SPOOL}"}}
 """
     )
