@@ -13,6 +13,7 @@ import contextlib
 import logging
 import signal
 import time
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -52,34 +53,60 @@ class Daemon:
         mirror: MqttMirror | None,
         hub: EventHub,
     ) -> None:
+        outage = False
         async for item in source:
             if item.kind != "message" or item.msg is None:
                 log.info("AMI %s%s", item.kind, f": {item.detail}" if item.detail else "")
-                if item.kind == "connected":
+                if item.kind == "disconnected":
+                    outage = True
+                elif item.kind == "connected":
                     self.stats.ami_reconnects += 1
+                    if outage:
+                        outage = False
+                        events = await self._resync(source, translator)
+                        self._deliver(events, store, dispatcher, mirror, hub)
                 continue
             self.stats.ami_messages += 1
             # the clock is read here, never in the translator: only for events without Timestamp
-            for ext_id, raw_event in translator.feed(item.msg, now_us=time.time_ns() // 1000):
-                event = enrich_voicemail(raw_event, self.config.voicemail.spool)
-                self.stats.events_out[event["EventType"]] += 1
-                ids = store.enqueue(ext_id, event)
-                log.info(
-                    "event %s for extension %s -> %d deliveries",
-                    event["EventType"],
-                    ext_id,
-                    len(ids),
-                    extra={
-                        "call_id": event["CallID"],
-                        "sub_call_id": event["SubCallID"],
-                        "extension_id": ext_id,
-                    },
-                )
-                if ids:
-                    dispatcher.wake()
-                if mirror is not None:
-                    mirror.publish(ext_id, event)
-                hub.publish(ext_id, event)
+            self._deliver(
+                translator.feed(item.msg, now_us=time.time_ns() // 1000), store, dispatcher, mirror, hub
+            )
+
+    async def _resync(self, source: AmiSource, translator: Translator) -> list[tuple[int, dict[str, Any]]]:
+        """After an outage: ask which channels are up, end the calls that ended meanwhile."""
+        try:
+            resp = await asyncio.wait_for(source.manager.send_action({"Action": "CoreShowChannels"}), 10)
+        except Exception as err:  # a dropped connection, a timeout: the next reconnect retries
+            log.warning("AMI resync failed (%s): calls that ended during the outage stay open", err)
+            return []
+        listed = resp if isinstance(resp, list) else [resp]
+        live = {str(m.get("Uniqueid")) for m in listed if m.get("Event") == "CoreShowChannel"}
+        events = translator.resync(live, time.time_ns() // 1000)
+        log.warning("AMI resync: %d channels up; %d events for calls that ended during the outage "
+                    "(their end time is the resync time)", len(live), len(events))  # fmt: skip
+        return events
+
+    def _deliver(
+        self,
+        events: list[tuple[int, dict[str, Any]]],
+        store: Store,
+        dispatcher: Dispatcher,
+        mirror: MqttMirror | None,
+        hub: EventHub,
+    ) -> None:
+        for ext_id, raw_event in events:
+            event = enrich_voicemail(raw_event, self.config.voicemail.spool)
+            self.stats.events_out[event["EventType"]] += 1
+            ids = store.enqueue(ext_id, event)
+            log.info(
+                "event %s for extension %s -> %d deliveries", event["EventType"], ext_id, len(ids),
+                extra={"call_id": event["CallID"], "sub_call_id": event["SubCallID"], "extension_id": ext_id},
+            )  # fmt: skip
+            if ids:
+                dispatcher.wake()
+            if mirror is not None:
+                mirror.publish(ext_id, event)
+            hub.publish(ext_id, event)
 
     async def run(self) -> None:
         config = self.config

@@ -91,17 +91,16 @@ class AmiSource:
             username=config.username,
             secret=config.secret,
             events=events,
-            ping_delay=config.ping_interval,
-            ping_interval=config.ping_interval,
+            # our keepalive() pings instead: panoramisk's piles up unanswered pings forever
+            ping_delay=10**9,
+            ping_interval=10**9,
             reconnect_timeout=config.reconnect_min,
             protocol_factory=protocol_factory(self._on_block),
             loop=self._loop,
             on_login=self._on_login,
             on_disconnect=self._on_disconnect,
         )
-        # panoramisk stores these as ints; keep fractions of a second
-        self.manager.ping_delay = config.ping_interval
-        self.manager.ping_interval = config.ping_interval
+        self._keepalive: asyncio.Task[None] | None = None
 
     def _next_backoff(self) -> float:
         delay = self._backoff
@@ -149,9 +148,27 @@ class AmiSource:
     def start(self) -> None:
         """Start connecting (and reconnecting, for as long as the source lives)."""
         self.manager.connect()
+        self._keepalive = asyncio.ensure_future(self.keepalive())
+
+    async def keepalive(self) -> None:
+        """Ping every ``ping_interval``; a ping unanswered for as long means a half-open or
+        hung connection: abort it so panoramisk reconnects (and the pipeline resyncs)."""
+        while not self.closed:
+            await asyncio.sleep(self.config.ping_interval)
+            if not self.connected:
+                continue
+            try:
+                await self.action({"Action": "Ping"}, timeout=self.config.ping_interval)
+            except ActionError as err:
+                log.warning("AMI ping failed (%s): dropping the connection to reconnect", err)
+                protocol = self.manager.protocol
+                if protocol is not None and getattr(protocol, "transport", None) is not None:
+                    protocol.transport.abort()
 
     def close(self) -> None:
         self.closed = True
+        if self._keepalive is not None:
+            self._keepalive.cancel()
         self.manager.close()
 
     async def __aiter__(self) -> AsyncIterator[SourceItem]:

@@ -37,8 +37,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from bridge.ami.message import Message
+
 if TYPE_CHECKING:  # types only: the translator imports nothing that does I/O
-    from bridge.ami.message import Message
     from bridge.config import Config, Extension
 
 #: (extension id, event fields in the spec's order)
@@ -192,6 +193,29 @@ class Translator:
         out: list[Emitted] = []
         if handler is not None:
             handler(self, msg, ts, out)
+        return out
+
+    def resync(self, live_uniqueids: set[str], now_us: int) -> list[Emitted]:
+        """After an AMI outage: end what ended while we were away.
+
+        ``live_uniqueids`` is what CoreShowChannels lists now. Every tracked channel not
+        in it hung up during the outage: its components get their hangup (at ``now_us``:
+        the real time is unknown, and so is the outcome beyond what was seen). Channels
+        still up stay tracked, so no dial-in is ever sent twice.
+        """
+        out: list[Emitted] = []
+        gone = [uid for uid in self.channels if uid not in live_uniqueids]
+        # callees before callers, as Asterisk hangs them up
+        gone.sort(key=lambda uid: self.channels[uid].dialed_by is None)
+        for uid in gone:
+            chan = self.channels.get(uid)
+            if chan is None:
+                continue
+            synthetic = Message(
+                [("Event", "Hangup"), ("Uniqueid", uid)], {"Event": "Hangup", "Uniqueid": uid}
+            )
+            self._on_hangup(synthetic, max(now_us, self._last_ts), out)
+        self.problems.append(f"resync: {len(gone)} channel(s) ended during the AMI outage")
         return out
 
     @property
