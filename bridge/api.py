@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -69,14 +70,61 @@ def _authorize(request: web.Request) -> ApiToken:
     return found
 
 
+class RateLimiter:
+    """A token bucket per client key: ``per_minute`` requests, refilled continuously."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self.clock = clock
+        self.buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, key: str) -> tuple[bool, int, int]:
+        """(allowed, remaining, seconds until one more request is allowed)."""
+        now = self.clock()
+        tokens, last = self.buckets.get(key, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - last) * self.rate)
+        allowed = tokens >= 1.0
+        if allowed:
+            tokens -= 1.0
+        if len(self.buckets) > 100_000:  # a flood of distinct keys must not grow memory
+            self.buckets.clear()
+        self.buckets[key] = (tokens, now)
+        reset = 0 if tokens >= 1.0 else int((1.0 - tokens) / self.rate) + 1
+        return allowed, int(tokens), reset
+
+
+LIMITER_KEY = web.AppKey("limiter", RateLimiter)
+
+
+def _rate_headers(limit: int, remaining: int, reset: int) -> dict[str, str]:
+    return {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(remaining),
+            "X-RateLimit-Reset": str(reset)}  # fmt: skip
+
+
 @web.middleware
 async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    headers: dict[str, str] = {}
     try:
         if request.path.startswith(("/extension/", "/limit", "/deliveries", "/calls/")):
+            # limit per token (its digest: the token itself is never kept or logged)
+            auth = request.headers.get("Authorization", "")
+            key = _digest(auth).hex() if auth else f"ip:{request.remote}"
+            allowed, remaining, reset = request.app[LIMITER_KEY].take(key)
+            headers = _rate_headers(int(request.app[LIMITER_KEY].capacity), remaining, reset)
+            if not allowed:
+                resp = ApiError(429, "rate_limited", f"too many requests; retry in {reset} s").response()
+                resp.headers.update(headers)
+                resp.headers["Retry-After"] = str(reset)
+                return resp
             request[TOKEN_KEY] = _authorize(request)
-        return await handler(request)
+        response = await handler(request)
+        response.headers.update(headers)
+        return response
     except ApiError as err:
-        return err.response()
+        resp = err.response()
+        resp.headers.update(headers)
+        return resp
     except web.HTTPRequestEntityTooLarge:
         return ApiError(413, "too_large", "request body too large").response()
     except web.HTTPException as exc:
@@ -267,6 +315,7 @@ def make_app(config: Config, store: Store) -> web.Application:
     app[CONFIG_KEY] = config
     app[STORE_KEY] = store
     app[TOKENS_KEY] = [(t.digest, t) for t in config.api.tokens]
+    app[LIMITER_KEY] = RateLimiter(config.api.rate_limit_per_minute)
     r = app.router
     r.add_post("/extension/{extension_id}/event/", create)
     r.add_get("/extension/{extension_id}/event/", list_)

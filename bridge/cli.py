@@ -45,13 +45,17 @@ def _cmd_record(args: argparse.Namespace) -> int:
 
 
 def _load(path: str) -> Config | None:
-    from bridge.config import ConfigError, load_config
+    from bridge.config import ConfigError, load_config, permission_warning
 
     try:
-        return load_config(path)
+        config = load_config(path)
     except ConfigError as err:
         print(err, file=sys.stderr)
         return None
+    warning = permission_warning(path)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    return config
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:

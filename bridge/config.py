@@ -105,6 +105,8 @@ class ApiConfig(_Strict):
     max_subscriptions_per_extension: Annotated[int, Field(ge=1)] = 50
     max_subscriptions_total: Annotated[int, Field(ge=1)] = 5000
     max_body_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024
+    #: requests per minute per token (per client address without one); 429 past it
+    rate_limit_per_minute: Annotated[int, Field(ge=1)] = 600
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -298,3 +300,18 @@ def load_config(path: str | Path) -> Config:
     except OSError as err:
         raise ConfigError(f"{p}: cannot read the configuration: {err.strerror}") from err
     return parse_config(text, str(p))
+
+
+def permission_warning(path: str | Path) -> str | None:
+    """A warning when a config file holding secrets is readable by other users."""
+    import os
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if mode & stat.S_IROTH:
+        fix = f"chmod 0640 {path} and chown root:<service group> (or 0600 owned by the service user)"
+        return f"{path} holds the AMI secret and API tokens but every user can read it: {fix}"
+    return None

@@ -245,3 +245,31 @@ async def test_ssrf_allow_list_lets_an_intranet_receiver_in(tmp_path: Path) -> N
         assert (await c.post("/extension/175/event/", json={**SUB, "url": "http://192.168.1.1/x"},
                              headers=AUTH)).status == 400  # fmt: skip
     store.close()
+
+
+async def test_rate_limit_answers_429_with_headers(tmp_path: Path) -> None:
+    """Past rate_limit_per_minute a token gets 429 with X-RateLimit-* and Retry-After; others do not."""
+    text = CONFIG_TEXT.replace("  max_body_bytes: 8192", "  max_body_bytes: 8192\n  rate_limit_per_minute: 3")
+    store = Store(tmp_path / "r.db")
+    async with TestClient(TestServer(make_app(parse_config(text), store))) as c:
+        seen = []
+        for _ in range(4):
+            r = await c.get("/extension/175/event/", headers=AUTH)
+            seen.append((r.status, r.headers["X-RateLimit-Limit"], r.headers["X-RateLimit-Remaining"]))
+        assert seen == [(200, "3", "2"), (200, "3", "1"), (200, "3", "0"), (429, "3", "0")]
+        assert int(r.headers["Retry-After"]) >= 1 and (await r.json())["error"] == "rate_limited"
+        other = await c.get("/extension/176/event/", headers={"Authorization": f"Bearer {LIMITED}"})
+        assert other.status == 200
+    store.close()
+
+
+def test_rate_limiter_refills_over_time() -> None:
+    """The bucket refills at per_minute/60 per second."""
+    from bridge.api import RateLimiter
+
+    now = [0.0]
+    lim = RateLimiter(60, clock=lambda: now[0])
+    assert all(lim.take("k")[0] for _ in range(60))
+    assert lim.take("k")[0] is False
+    now[0] += 1.0
+    assert lim.take("k")[0] is True and lim.take("k")[0] is False

@@ -87,3 +87,21 @@ def test_example_mqtt_section_is_valid_when_uncommented() -> None:
     uncommented = "\n".join(line[2:] if line.startswith("# ") else line for line in block.splitlines())
     config = parse_config(text[: text.index("# mqtt:")] + uncommented)
     assert config.mqtt is not None and config.mqtt.host_port_tls == ("127.0.0.1", 1883, False)
+
+
+def test_world_readable_config_is_warned_about(tmp_path: Path) -> None:
+    """A config with secrets readable by everyone gets a warning naming the chmod fix."""
+    import os
+
+    from bridge.config import permission_warning
+
+    path = tmp_path / "c.yaml"
+    path.write_text(GOOD_AMI)
+    os.chmod(path, 0o644)
+    assert "chmod 0640" in (permission_warning(path) or "")
+    os.chmod(path, 0o640)
+    assert permission_warning(path) is None
+    os.chmod(path, 0o644)
+    res = subprocess.run([sys.executable, "-m", "bridge", "check-config", str(path)],
+                         capture_output=True, text=True, cwd=REPO)  # fmt: skip
+    assert res.returncode == 0 and "warning:" in res.stderr and "every user can read it" in res.stderr
