@@ -104,7 +104,10 @@ async def callback(request: web.Request) -> web.Response:
 def _live_channel(request: web.Request) -> str:
     """The channel a CallAPIID names, if the token may act on it."""
     call_api_id = request.match_info["call_api_id"]
-    chan = request.app[TRANSLATOR_KEY].channels.get(call_api_id)
+    translator = request.app.get(TRANSLATOR_KEY)
+    if translator is None:
+        raise ApiError(503, "ami_unavailable", "call control needs the daemon's AMI connection")
+    chan = translator.channels.get(call_api_id)
     if chan is None:
         raise ApiError(404, "not_found", f"no live call with CallAPIID {call_api_id!r}", "call_api_id")
     allowed = request[TOKEN_KEY].extensions
