@@ -133,6 +133,8 @@ class DeliveryConfig(_Strict):
 
     connect_timeout: Annotated[float, Field(gt=0)] = 5.0
     read_timeout: Annotated[float, Field(gt=0)] = 10.0
+    #: a whole attempt, however the receiver dribbles its answer (slow loris)
+    total_timeout: Annotated[float, Field(gt=0)] = 30.0
     max_attempts: Annotated[int, Field(ge=1)] = 10
     backoff_initial: Annotated[float, Field(gt=0)] = 1.0
     backoff_max: Annotated[float, Field(gt=0)] = 300.0

@@ -111,14 +111,17 @@ class Dispatcher:
     ) -> tuple[int | None, str | None]:
         """One HTTP request: (status, None) or (None, what went wrong)."""
         try:
-            async with self.session.request(
-                req.method,
-                req.url,
-                data=req.body or None,
-                headers=req.headers,
-                timeout=timeout,
-                allow_redirects=False,
-            ) as resp:
+            async with (
+                asyncio.timeout(self.config.total_timeout),
+                self.session.request(
+                    req.method,
+                    req.url,
+                    data=req.body or None,
+                    headers=req.headers,
+                    timeout=timeout,
+                    allow_redirects=False,
+                ) as resp,
+            ):
                 await resp.content.read(65536)  # read a little, never a huge body
                 return resp.status, None
         except (aiohttp.ClientError, TimeoutError) as err:
