@@ -62,6 +62,8 @@ class ReplayServer:
         self.streams = [(name, split_stream(data)[0]) for name, data in streams]
         self.speed, self.max_gap, self.passes, self.rate = speed, max_gap, passes, rate
         self.sent = 0
+        #: recordings played so far, over all connections
+        self.played = 0
         self.logged_in = asyncio.Event()
         self.finished = asyncio.Event()
         self.server: asyncio.Server | None = None
@@ -113,7 +115,9 @@ class ReplayServer:
         started = time.monotonic()
         while self.passes is None or n < self.passes * len(self.streams):
             _, blocks = self.streams[n % len(self.streams)]
-            prefix = f"d{n}-".encode()
+            # ids unique across connections too: a reconnecting client never sees a call twice
+            prefix = f"d{self.played}-".encode()
+            self.played += 1
             if self.rate is not None:
                 delay = started + n / self.rate - time.monotonic()
                 if delay > 0:
