@@ -56,3 +56,40 @@ delivery: {{backoff_initial: 30, allow_networks: ["127.0.0.0/8"]}}
     assert lines['ami_bridge_deliveries_total{outcome="retry"}'] == "1.0"
     assert lines["ami_bridge_active_calls"] == "0.0"
     assert "ami_bridge_delivery_latency_seconds_count" in lines
+
+
+async def test_tokens_and_secrets_never_reach_the_logs(tmp_path: Path) -> None:
+    """Requests with good and bad tokens, at debug level: neither token nor AMI secret is logged."""
+    port = free_port()
+    secret, token, wrong = "ami-secret-XyZ123", "token-SeCrEt-0123456789", "wrong-token-0123456789"
+    config = tmp_path / "bridge.yaml"
+    config.write_text(f"""
+ami: {{host: 127.0.0.1, port: {free_port()}, username: bridge, secret: {secret}, reconnect_max: 1}}
+extensions: [{{id: 175, name: "000*099@pbx.example", type: phone, endpoint: "099"}}]
+api: {{listen: "127.0.0.1:{port}", tokens: [{{token: {token}}}]}}
+store: {{path: "{tmp_path / "b.db"}"}}
+""")
+    log = tmp_path / "daemon.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "bridge", "run", "--config", str(config), "--log-level",
+                                 "debug"], cwd=REPO, stderr=out)  # fmt: skip
+    try:
+        async with aiohttp.ClientSession() as s:
+            for _ in range(100):
+                try:
+                    async with s.get(f"http://127.0.0.1:{port}/health"):
+                        break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.1)
+            for tok in (token, wrong):
+                async with s.post(f"http://127.0.0.1:{port}/extension/175/event/", json={"url": "x"},
+                                  headers={"Authorization": f"Bearer {tok}"}) as r:  # fmt: skip
+                    assert r.status in (400, 401)
+        await asyncio.sleep(1.5)  # an AMI reconnect attempt or two get logged too
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    text = log.read_text()
+    assert text  # it did log
+    for s in (secret, token, wrong):
+        assert s not in text
