@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from bridge.ami.filter import configured_variables, wanted
 from bridge.ami.source import AmiSource
 from bridge.api import DISPATCHER_KEY, make_app
 from bridge.config import Config
@@ -119,7 +120,8 @@ class Daemon:
         app[DISPATCHER_KEY] = dispatcher
         translator = Translator(config)
         app[TRANSLATOR_KEY] = translator
-        source = AmiSource(config.ami)
+        extra = configured_variables(config)
+        source = AmiSource(config.ami, want=lambda block: wanted(block, extra))
         app[ACTIONS_KEY] = source.action
         mirror = MqttMirror(config.mqtt) if config.mqtt is not None else None
         registry, latency = make_registry(Parts(self.stats, source, translator, store, dispatcher, mirror))

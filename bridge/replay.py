@@ -7,17 +7,19 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from bridge.ami.filter import configured_variables, wanted
 from bridge.ami.message import Framer, is_banner, parse
 from bridge.config import Config
 from bridge.translate import Emitted, Translator
 
 
 def replay_bytes(translator: Translator, chunks: Iterable[bytes]) -> Iterator[Emitted]:
-    """Frame, parse and translate a byte stream given in chunks."""
+    """Frame, filter, parse and translate a byte stream given in chunks (the daemon's path)."""
     framer = Framer()
+    extra = configured_variables(translator.config)
     for chunk in chunks:
         for block in framer.feed(chunk):
-            if not is_banner(block):
+            if wanted(block, extra) and not is_banner(block):
                 yield from translator.feed(parse(block))
     tail = framer.close()
     if tail is not None:

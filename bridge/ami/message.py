@@ -19,6 +19,7 @@ Nothing here does I/O or reads the clock.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 BANNER_PREFIX = b"Asterisk Call Manager/"
@@ -89,33 +90,38 @@ class Message:
         return self.first.get("Event")
 
 
+# A header line: a key (no colon), a colon, an optional space, the value up to CR/LF.
+_HEADER = re.compile(r"^([^:\r\n]+): ?([^\r\n]*)", re.M)
+
+
 def parse(block: bytes | str, *, unescape: bool = True) -> Message:
     """Parse one raw block (its lines, with or without the ending empty line)."""
     text = block.decode("utf-8", "replace") if isinstance(block, bytes) else block
-    pairs: list[tuple[str, str]] = []
-    first: dict[str, str] = {}
+    # one regex pass in C for the usual case; the slow path only names bad lines
+    pairs: list[tuple[str, str]] = _HEADER.findall(text)
     problems: list[str] = []
-    for lineno, line in enumerate(text.split("\n"), 1):
-        if line.endswith("\r"):
-            line = line[:-1]
-        if not line:
-            continue
-        key, sep, value = line.partition(":")
-        if not sep or not key or key != key.strip():
-            problems.append(f"line {lineno}: not a 'Key: Value' header: {line[:80]!r}")
-            continue
-        if value.startswith(" "):
-            value = value[1:]
-        pairs.append((key, value))
-        if key not in first:
-            first[key] = value
+    # a framed block is its header lines plus one empty line
+    if len(pairs) != text.count("\n") - 1 and len(pairs) != _nonblank_lines(text):
+        problems = _problems(text)
     # UserEvent payloads are sent raw; everything else from snapshots is C-escaped.
-    if unescape and first.get("Event") != "UserEvent" and any("\\" in v for _, v in pairs):
+    if unescape and "\\" in text and "Event: UserEvent" not in text:
         pairs = [(k, unescape_c(v)) for k, v in pairs]
-        first = {}
-        for k, v in pairs:
-            first.setdefault(k, v)
+    # dict() keeps the last value of a repeated key; reversed, that is the first one
+    first = dict(reversed(pairs))
     return Message(pairs, first, problems)
+
+
+def _nonblank_lines(text: str) -> int:
+    return sum(1 for line in text.split("\n") if line.strip("\r"))
+
+
+def _problems(text: str) -> list[str]:
+    problems = []
+    for lineno, line in enumerate(text.split("\n"), 1):
+        line = line.rstrip("\r")
+        if line and not _HEADER.match(line):
+            problems.append(f"line {lineno}: not a 'Key: Value' header: {line[:80]!r}")
+    return problems
 
 
 class Framer:

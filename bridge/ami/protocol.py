@@ -28,9 +28,10 @@ Sink = Callable[[bytes, Message], None]
 class StreamProtocol(AMIProtocol):  # type: ignore[misc]
     """An AMIProtocol whose input is framed by us and handed to a sink."""
 
-    def __init__(self, sink: Sink) -> None:
+    def __init__(self, sink: Sink, want: Callable[[bytes], bool] | None = None) -> None:
         super().__init__()
         self._sink = sink
+        self._want = want
         self._framer = Framer()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -43,8 +44,12 @@ class StreamProtocol(AMIProtocol):  # type: ignore[misc]
                 if getattr(self, "version", None) is None:
                     self.version = block.decode("utf-8", "replace").partition("/")[2].strip()
                 continue
+            wanted = self._want is None or self._want(block)
+            if not wanted and not (self.responses and b"ActionID: " in block):
+                continue  # no rule needs it and no action awaits it: never parsed
             msg = parse(block)
-            self._sink(block, msg)
+            if wanted:
+                self._sink(block, msg)
             # responses, and the list events of actions awaiting them (QueueStatus, ...)
             if "Response" in msg.first or msg.first.get("ActionID") in self.responses:
                 self._to_panoramisk(block)
@@ -58,6 +63,7 @@ class StreamProtocol(AMIProtocol):  # type: ignore[misc]
             self.handle_message(pm)
 
 
-def protocol_factory(sink: Sink) -> Callable[[], Any]:
-    """A ``protocol_factory`` for ``panoramisk.Manager`` feeding ``sink``."""
-    return lambda: StreamProtocol(sink)
+def protocol_factory(sink: Sink, want: Callable[[bytes], bool] | None = None) -> Callable[[], Any]:
+    """A ``protocol_factory`` for ``panoramisk.Manager`` feeding ``sink`` (only the blocks
+    ``want`` accepts, when given)."""
+    return lambda: StreamProtocol(sink, want)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -77,7 +77,8 @@ class _Manager(Manager):  # type: ignore[misc]
 class AmiSource:
     """Connect to AMI and iterate over :class:`SourceItem` in arrival order."""
 
-    def __init__(self, config: AmiConfig, events: str = "on") -> None:
+    def __init__(self, config: AmiConfig, events: str = "on",
+                 want: Callable[[bytes], bool] | None = None) -> None:  # fmt: skip
         self.config = config
         self.queue: asyncio.Queue[SourceItem] = asyncio.Queue()
         self.connected = False
@@ -95,7 +96,7 @@ class AmiSource:
             ping_delay=10**9,
             ping_interval=10**9,
             reconnect_timeout=config.reconnect_min,
-            protocol_factory=protocol_factory(self._on_block),
+            protocol_factory=protocol_factory(self._on_block, want),
             loop=self._loop,
             on_login=self._on_login,
             on_disconnect=self._on_disconnect,
