@@ -44,6 +44,12 @@ def demo_streams() -> list[tuple[str, bytes]]:
     )
 
 
+def action_id(action: bytes) -> bytes:
+    """The ActionID of a raw AMI action (empty when it has none)."""
+    m = re.search(rb"ActionID: (.*)\r\n", action)
+    return m.group(1) if m else b""
+
+
 def _stamp(now_us: int) -> bytes:
     digits = str(now_us).encode()
     return b"Timestamp: " + digits[:-6] + b"." + digits[-6:] + b"\r"
@@ -82,10 +88,10 @@ class ReplayServer:
             login = await reader.readuntil(b"\r\n\r\n")
         except (asyncio.IncompleteReadError, ConnectionError):
             return
-        m = re.search(rb"ActionID: (.*)\r\n", login)
-        aid = m.group(1) if m else b""
         writer.write(
-            b"Response: Success\r\nActionID: " + aid + b"\r\nMessage: Authentication accepted\r\n\r\n"
+            b"Response: Success\r\nActionID: "
+            + action_id(login)
+            + b"\r\nMessage: Authentication accepted\r\n\r\n"
         )
         writer.write(b"Event: FullyBooted\r\nPrivilege: system,all\r\nStatus: Fully Booted\r\n\r\n")
         self.logged_in.set()
@@ -106,9 +112,7 @@ class ReplayServer:
                 action = await reader.readuntil(b"\r\n\r\n")
             except (asyncio.IncompleteReadError, ConnectionError):
                 return
-            m = re.search(rb"ActionID: (.*)\r\n", action)
-            aid = m.group(1) if m else b""
-            writer.write(b"Response: Success\r\nActionID: " + aid + b"\r\nPing: Pong\r\n\r\n")
+            writer.write(b"Response: Success\r\nActionID: " + action_id(action) + b"\r\nPing: Pong\r\n\r\n")
 
     async def _play(self, writer: asyncio.StreamWriter) -> None:
         n = 0

@@ -15,6 +15,7 @@ from bridge.ami.message import split_stream
 from bridge.ami.source import AmiSource
 from bridge.config import AmiConfig, parse_config
 from bridge.daemon import Daemon
+from bridge.demo import action_id
 from bridge.store import Store
 from tests.conftest import FIXTURES, free_port
 
@@ -37,8 +38,7 @@ class ScriptedAmi:
         self.connections += 1
         writer.write(b"Asterisk Call Manager/9.0.0\r\n")
         login = await reader.readuntil(b"\r\n\r\n")
-        aid = re.search(rb"ActionID: (.*)\r\n", login)
-        writer.write(b"Response: Success\r\nActionID: " + (aid.group(1) if aid else b"") +
+        writer.write(b"Response: Success\r\nActionID: " + action_id(login) +
                      b"\r\nMessage: Authentication accepted\r\n\r\n")  # fmt: skip
         for block in self.scripts[min(n, len(self.scripts) - 1)]:
             writer.write(block)
@@ -51,8 +51,7 @@ class ScriptedAmi:
             while True:
                 action = await reader.readuntil(b"\r\n\r\n")
                 name = re.search(rb"Action: (\w+)", action)
-                aid = re.search(rb"ActionID: (.*)\r\n", action)
-                a = aid.group(1) if aid else b""
+                a = action_id(action)
                 kind = name.group(1).decode() if name else ""
                 self.actions.append(kind)
                 if kind == "CoreShowChannels":
