@@ -8,7 +8,6 @@ may be limited to some extensions. Every error is JSON,
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
@@ -19,7 +18,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from bridge.config import ApiToken, Config
+from bridge.config import ApiToken, Config, token_digest
 from bridge.store import Store, StoreError, Subscription
 
 log = logging.getLogger(__name__)
@@ -50,16 +49,12 @@ class ApiError(Exception):
         return web.json_response(body, status=self.status, headers=headers)
 
 
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
-
-
 def _authorize(request: web.Request) -> ApiToken:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "unauthorized", "missing bearer token: send 'Authorization: Bearer <token>'")
-    given = _digest(token.strip())
+    given = token_digest(token.strip())
     found: ApiToken | None = None
     # compare against every token, in constant time each, so timing says nothing
     for digest, tok in request.app[TOKENS_KEY]:
@@ -109,7 +104,7 @@ async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamR
         if request.path.startswith(("/extension/", "/limit", "/deliveries", "/calls/")):
             # limit per token (its digest: the token itself is never kept or logged)
             auth = request.headers.get("Authorization", "")
-            key = _digest(auth).hex() if auth else f"ip:{request.remote}"
+            key = token_digest(auth).hex() if auth else f"ip:{request.remote}"
             allowed, remaining, reset = request.app[LIMITER_KEY].take(key)
             headers = _rate_headers(int(request.app[LIMITER_KEY].capacity), remaining, reset)
             if not allowed:

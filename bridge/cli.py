@@ -172,13 +172,13 @@ def _cmd_deliveries(args: argparse.Namespace) -> int:
 
 
 def _cmd_hash_token(args: argparse.Namespace) -> int:
-    import hashlib
+    from bridge.config import token_digest
 
     token = args.token if args.token is not None else sys.stdin.readline().strip()
     if len(token) < 16:
         print("ami-bridge hash-token: tokens must have at least 16 characters", file=sys.stderr)
         return 2
-    print(hashlib.sha256(token.encode()).hexdigest())
+    print(token_digest(token).hex())
     return 0
 
 

@@ -72,6 +72,11 @@ class Variables(_Strict):
     did: str = "DID"
 
 
+def token_digest(token: str) -> bytes:
+    """SHA-256 of an API token: how tokens are compared (and may be stored)."""
+    return hashlib.sha256(token.encode()).digest()
+
+
 class ApiToken(_Strict):
     """A bearer token for the REST API; without ``extensions`` it covers all of them.
 
@@ -94,7 +99,7 @@ class ApiToken(_Strict):
         if self.sha256 is not None:
             return bytes.fromhex(self.sha256)
         assert self.token is not None
-        return hashlib.sha256(self.token.encode()).digest()
+        return token_digest(self.token)
 
 
 class ApiConfig(_Strict):

@@ -58,6 +58,11 @@ SPECIAL_EXTENS = {"s", "h", "t", "i", "T", "e", "o", "a"}
 _SIP_NUMBER = re.compile(r"(?:sips?|tel):\+?([^@;>]+)")
 
 
+def ordered(fields: dict[str, Any], extra_keys: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The event's fields in the spec's order, optional ones without a value left out."""
+    return {k: fields[k] for k in (*FIELD_ORDER, *extra_keys) if fields.get(k) not in (None, "")}
+
+
 def timestamp_us(value: str | None) -> int | None:
     """``"1764186329.123456"`` -> 1764186329123456, exactly (no float rounding)."""
     if not value:
@@ -276,8 +281,7 @@ class Translator:
         fields["EventType"] = event_type
         fields["EventTime"] = ts
         fields.update({k: v for k, v in extra.items() if v is not None and v != ""})
-        ordered = {k: fields[k] for k in FIELD_ORDER if k in fields and fields[k] not in (None, "")}
-        out.append((comp.ext.id, ordered))
+        out.append((comp.ext.id, ordered(fields)))
 
     def _identity(self, chan: Channel) -> dict[str, Any]:
         fields: dict[str, Any] = {"CallID": chan.call.call_id}
@@ -471,12 +475,7 @@ class Translator:
                                 (self._phones.get(dst), "message-in", "IN")):  # fmt: skip
             if ext is not None:
                 fields = {"EventType": kind, **base, "CallFlow": flow}
-                out.append(
-                    (
-                        ext.id,
-                        {k: fields[k] for k in (*FIELD_ORDER, "Message") if fields.get(k) not in (None, "")},
-                    )
-                )
+                out.append((ext.id, ordered(fields, ("Message",))))
 
     def _on_originateresponse(self, msg: Message, ts: int, out: list[Emitted]) -> None:
         if msg.first.get("Response") != "Failure":
@@ -559,7 +558,7 @@ class Translator:
             "Duration": ts - start,
             "RecID": f"{context}/{box}/{folder}/{name}",
         }
-        out.append((ext.id, {k: fields[k] for k in FIELD_ORDER if fields.get(k) not in (None, "")}))
+        out.append((ext.id, ordered(fields)))
         chan.vm_file = None
 
     def _on_dialbegin(self, msg: Message, ts: int, out: list[Emitted]) -> None:
