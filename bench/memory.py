@@ -1,12 +1,13 @@
-"""Benchmark: translator memory with many concurrent calls, and after many calls.
+"""Benchmark: translator memory with many concurrent calls, and flat after many calls.
 
-    .venv/bin/python bench/memory.py [--concurrent 10000] [--calls 100000]
+    .venv/bin/python bench/memory.py [--concurrent 10000] [--calls 1000000]
 
 Real flows (internal call, queue with Local members, recorded inbound DID) are copied
 with unique channel ids and interleaved so that CONCURRENT calls are in progress at once;
-CALLS calls go through in all. Prints RSS (from /proc/self/status) at the start, with
-CONCURRENT calls up, and at the end, plus messages/s through the translator (pre-parsed
-messages: this measures the translator alone).
+CALLS calls go through in all. Only the messages the early filter keeps are fed (what
+the daemon's translator sees). Prints RSS (VmRSS from /proc/self/status) and live
+Python objects at the start, with CONCURRENT calls up, every tenth of the run and at
+the end, plus messages/s through parse + translator.
 """
 
 from __future__ import annotations
@@ -21,9 +22,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.synthetic import flow_blocks, slots, tag  # noqa: E402
+from bridge.ami.filter import configured_variables, wanted  # noqa: E402
+from bridge.ami.message import parse  # noqa: E402
 from bridge.config import load_config  # noqa: E402
 from bridge.translate import Translator  # noqa: E402
-from tests.test_soak import copy_for, templates  # noqa: E402
+
+CONFIG = load_config(REPO / "fixtures" / "lab.yaml")
 
 
 def rss_mb() -> float:
@@ -31,6 +36,11 @@ def rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def templates(name: str) -> list[list[bytes]]:
+    extra = configured_variables(CONFIG)
+    return [slots(b) for b in flow_blocks(name) if wanted(b, extra)]
 
 
 def main() -> None:
@@ -42,38 +52,43 @@ def main() -> None:
         templates(n)
         for n in ("internal-answered-caller-hangup", "queue-local-members", "inbound-did-recorded")
     ]
-    t = Translator(load_config(REPO / "fixtures" / "lab.yaml"))
-    start_rss = rss_mb()
-    live: deque[tuple[int, int, int]] = deque()
-    started = fed = 0
-    peak_rss = peak_calls = 0.0
-    peak_objects = 0
+    t = Translator(CONFIG)
     gc.collect()
-    start_objects = len(gc.get_objects())
+    print(f"{'':28} {'calls done':>10} {'calls up':>9} {'RSS MB':>8} {'objects':>9}")
+
+    def row(label: str, done: int) -> None:
+        print(
+            f"{label:28} {done:10} {t.active_calls:9} {rss_mb():8.1f} {len(gc.get_objects()):9}", flush=True
+        )
+
+    row("start", 0)
+    live: deque[tuple[int, int, int]] = deque()
+    started = fed = done = 0
+    peak_shown = False
+    step = max(1, args.calls // 10)
     t0 = time.perf_counter()
     while started < args.calls or live:
         while len(live) < args.concurrent and started < args.calls:
             live.append((started, started % 3, 0))
             started += 1
         call, flow, i = live.popleft()
-        t.feed(copy_for(flows[flow][i], f"s{call}-"))
+        t.feed(parse(tag(call).join(flows[flow][i])))
         fed += 1
         if i + 1 < len(flows[flow]):
             live.append((call, flow, i + 1))
-        if fed % 50000 == 0 and t.active_calls > peak_calls:
-            peak_calls, peak_rss = t.active_calls, rss_mb()
-            peak_objects = len(gc.get_objects())
+        else:
+            done += 1
+            if not peak_shown and started == min(args.calls, args.concurrent) and done == 1:
+                row(f"{args.concurrent} calls up", done)
+                peak_shown = True
+            if done % step == 0:
+                row("", done)
     took = time.perf_counter() - t0
-    print(f"\n{args.calls} calls, up to {args.concurrent} at once, {fed} AMI messages")
-    print(f"RSS at start           {start_rss:8.1f} MB")
-    print(f"RSS with {int(peak_calls):>6} calls up {peak_rss:7.1f} MB")
     gc.collect()
-    left = f"calls left: {t.active_calls}, channels: {len(t.channels)}"
-    print(f"RSS at the end         {rss_mb():8.1f} MB  ({left})")
-    end_objects = len(gc.get_objects())
-    print(f"live Python objects: start {start_objects}, with calls up {peak_objects}, end {end_objects}")
+    row("end (after gc)", done)
+    print(f"\n{args.calls} calls, up to {args.concurrent} at once, {fed} AMI messages (after the filter)")
     print("(RSS does not shrink when Python frees memory: the object count shows what is still held)")
-    print(f"translator: {fed / took:,.0f} messages/s ({took:.1f} s, pre-parsed messages)")
+    print(f"parse + translate: {fed / took:,.0f} messages/s ({took:.1f} s, ids made unique included)")
 
 
 if __name__ == "__main__":

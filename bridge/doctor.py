@@ -76,13 +76,13 @@ async def _diagnose(config: Config, source: AmiSource, rep: Report, watch: float
         deadline = loop.time() + 3
         while loop.time() < deadline:
             got = await _next(source, max(0.05, deadline - loop.time()))
-            if got and got.msg is not None and got.msg.first.get("UserEvent") == "AmiBridgeDoctor":
+            if got and got.msg is not None and got.msg.get("UserEvent") == "AmiBridgeDoctor":
                 seen = got
                 break
         if seen is None or seen.msg is None:
             rep.add("FAIL", "our test UserEvent never came back. Fix: manager.conf read= must include "
                             "user,call,dialplan,agent,system,originate for the bridge's user.")  # fmt: skip
-        elif not seen.msg.first.get("Timestamp"):
+        elif not seen.msg.get("Timestamp"):
             rep.add("FAIL", "events carry no Timestamp. Fix: manager.conf [general] timestampevents = yes, "
                             "then 'manager reload'.")  # fmt: skip
         else:

@@ -64,8 +64,8 @@ class Recorder:
     def _on_block(self, raw: bytes, msg: Message) -> None:
         if not self._logged_in:
             # The first response on a new connection answers our Login action.
-            if "Response" in msg.first:
-                if msg.first["Response"] == "Success":
+            if msg.get("Response") is not None:
+                if msg.get("Response") == "Success":
                     self._logged_in = True
                     self._login.set_result(None)
                 elif not self._login.done():
@@ -80,7 +80,7 @@ class Recorder:
         self.events += 1
         self.last_event_at = self._loop.time()
         uid = msg.get("Uniqueid")
-        channel = msg.first.get("Channel", "")
+        channel = msg.get("Channel", "")
         if event == "Newchannel" and uid and not channel.startswith("Message/"):
             self.channels.add(uid)
             self.names[uid] = channel

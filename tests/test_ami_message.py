@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bridge.ami.message import Framer, parse, split_stream, unescape_c
 from tests.conftest import fixture_paths
@@ -121,3 +123,53 @@ def test_fixture_framing_is_chunk_independent(path: object) -> None:
     assert frame_in_chunks(data, [len(x) for x in lines]) == whole
     rng = random.Random(path.stem)
     assert frame_in_chunks(data, [rng.randint(1, 700) for _ in range(len(data) // 300 + 1)]) == whole
+
+
+_PIECES = [b"A", b"Key: v", b":", b" ", b"\r", b"\n", b"\r\n", b"\r\n\r\n", b"\n\n", b"Event: X\r\n",
+           b"Asterisk Call Manager/1.0\r\n"]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=40), st.lists(st.integers(1, 12), max_size=20))
+def test_fast_split_frames_exactly_like_the_reference_path(pieces: list[bytes], cuts: list[int]) -> None:
+    """The C split taken for ordinary input cuts every stream, however odd and however
+    chunked, exactly where the byte-by-byte reference path does."""
+    data = b"".join(pieces)
+
+    def frame(fast: bool) -> tuple[list[bytes], bytes | None]:
+        framer = Framer(fast=fast)
+        blocks: list[bytes] = []
+        i = 0
+        for size in cuts:
+            blocks += framer.feed(data[i : i + size])
+            i += size
+        blocks += framer.feed(data[i:])
+        return blocks, framer.close()
+
+    assert frame(True) == frame(False)
+
+
+_KEYS = ["Event", "Uniqueid", "ChanVariable", "DestChanVariable", "Key", "K"]
+_VALUES = ["", "x", "a=b", "Key: y", "\\\\n", "ÿ", " lead", "v:w"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(_KEYS), st.sampled_from(_VALUES)), min_size=1, max_size=12),
+    st.sampled_from(["\r\n", "\n"]),
+    st.booleans(),
+)
+def test_lookups_on_the_text_agree_with_the_full_parse(
+    headers: list[tuple[str, str]], eol: str, no_space: bool
+) -> None:
+    """get / get_all / variables found on the raw text give what the full multimap says,
+    whatever the order, repetition, line ends and values (a key on the first line too)."""
+    sep = ":" if no_space else ": "
+    text = "".join(f"{k}{sep}{v}{eol}" for k, v in headers) + eol
+    lazy, full = parse(text), parse(text)
+    full.pairs  # noqa: B018 - builds the multimap, which lookups then use
+    for key in [*_KEYS, "Absent"]:
+        assert lazy.get(key) == full.first.get(key)
+        assert parse(text).get_all(key) == [v for k, v in full.pairs if k == key]
+        assert parse(text).unchanged(key, full.span(key))
+    assert parse(text).variables() == full.variables()

@@ -3,15 +3,17 @@
 VarSet and Newexten are most of an AMI stream; most of them, and many other events
 (RTCP reports, device states, connected-line updates...), no translator rule reads. A
 bridge on a busy PBX spends its time parsing them. :func:`wanted` looks at the first
-line (and, for VarSet, the variable name) without decoding the message; everything it
-refuses is still framed (and recorded, for ``ami-bridge record``) but never parsed.
-The golden tests replay every fixture through this filter, so a rule that needs an
-event this list drops shows up as a diff.
+line (and, for VarSet, Newexten and Newstate, one header: the variable name, priority 1
+or VoiceMail, state Up) without decoding the message; everything it refuses is still
+framed (and recorded, for ``ami-bridge record``) but never parsed. Tests replay every
+fixture with and without this filter and require the same events, so a rule that needs
+a message the filter drops shows up as a failure.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from bridge.config import Config
@@ -22,7 +24,7 @@ EVENTS = frozenset(
     for name in (
         "Newchannel", "NewCallerid", "Newexten", "Newstate", "VarSet", "DialBegin", "DialEnd",
         "BridgeEnter", "BridgeLeave", "Hangup", "QueueCallerJoin", "QueueCallerAbandon", "AgentCalled",
-        "AgentConnect", "UserEvent", "OriginateResponse", "BlindTransfer", "Shutdown", "FullyBooted",
+        "AgentConnect", "UserEvent", "OriginateResponse", "BlindTransfer", "Shutdown",
     )
 )  # fmt: skip
 #: VarSet variables some rule reads (plus the configured channel variables, set with __)
@@ -34,22 +36,74 @@ def configured_variables(config: Config) -> frozenset[bytes]:
     return frozenset(name.encode() for name in config.variables.model_dump().values())
 
 
+def _value(block: bytes, key: bytes, *, near_end: bool = False) -> bytes | None:
+    """The value of the ``\\nKey: value`` line of ``block`` (``key`` = ``b"\\nKey: "``).
+
+    ``near_end``: the event's own headers come after the channel snapshot (a header
+    that appears once): searching from the end finds them sooner.
+    """
+    i = block.rfind(key) if near_end else block.find(key)
+    if i < 0:
+        return None
+    i += len(key)
+    return block[i : block.find(b"\n", i)].rstrip(b"\r")
+
+
+def _varset(block: bytes, extra_variables: frozenset[bytes]) -> bool:
+    # wanted() inlines this; kept as the rule's reference
+    name = _value(block, b"\nVariable: ", near_end=True)
+    if name is None:
+        return True
+    if name.startswith(b"__"):
+        return True  # inherited: the configured channel variables are set so
+    return name.lstrip(b"_") in VARIABLES or name in extra_variables
+
+
+_NAMES: dict[frozenset[bytes], frozenset[bytes]] = {}
+
+
+def _names(extra_variables: frozenset[bytes]) -> frozenset[bytes]:
+    """Every VarSet ``Variable`` line value :func:`_varset` accepts, as the bytes up to LF."""
+    names = _NAMES.get(extra_variables)
+    if names is None:
+        exact = {*VARIABLES, *(b"_" + v for v in VARIABLES), *extra_variables}
+        names = _NAMES[extra_variables] = frozenset({*exact, *(n + b"\r" for n in exact)})
+    return names
+
+
+def _newexten(block: bytes, extra_variables: frozenset[bytes]) -> bool:
+    # entering an extension (what was dialed, an IVR) is its priority 1; of the
+    # applications, only VoiceMail matters. Most Newexten are neither.
+    return (
+        _value(block, b"\nApplication: ", near_end=True) == b"VoiceMail"
+        or _value(block, b"\nPriority: ") == b"1"
+    )
+
+
+def _newstate(block: bytes, extra_variables: frozenset[bytes]) -> bool:
+    return _value(block, b"\nChannelState: ") == b"6"  # only a channel going Up matters
+
+
+_Rule = Callable[[bytes, frozenset[bytes]], bool]
+_SPECIAL: dict[bytes, _Rule] = {b"Event: VarSet": _varset, b"Event: Newexten": _newexten,
+                                b"Event: Newstate": _newstate}  # fmt: skip
+#: the first line of a message (with its CR, or without for bare-LF input) -> its rule
+_RULES: dict[bytes, Literal[True] | _Rule] = {
+    line + cr: _SPECIAL.get(line, True) for line in EVENTS for cr in (b"\r", b"")
+}
+
+
 def wanted(block: bytes, extra_variables: frozenset[bytes] = frozenset()) -> bool:
     """False only for messages no translator rule needs (responses are always wanted)."""
-    eol = block.find(b"\n")
-    first = block[: eol - 1 if eol > 0 and block[eol - 1] == 13 else eol] if eol >= 0 else block
-    if not first.startswith(b"Event: "):
-        return True  # responses, list items of actions: the caller's business
-    if first not in EVENTS:
-        return False
-    if first == b"Event: VarSet":
-        i = block.find(b"\nVariable: ")
+    rule = _RULES.get(block[: block.find(b"\n")])
+    if rule is None:
+        return not block.startswith(b"Event: ")  # responses, list items of actions: the caller's
+    if rule is True:
+        return True
+    if rule is _varset:  # half of a real stream: _varset inlined
+        i = block.rfind(b"\nVariable: ")
         if i < 0:
             return True
-        i += 11
-        end = block.find(b"\n", i)
-        name = block[i:end].rstrip(b"\r")
-        if name.startswith(b"__"):
-            return True  # inherited: the configured channel variables are set so
-        return name.lstrip(b"_") in VARIABLES or name in extra_variables
-    return True
+        name = block[i + 11 : block.find(b"\n", i + 11)]
+        return name.startswith(b"__") or name in _names(extra_variables)
+    return rule(block, extra_variables)

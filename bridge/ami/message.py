@@ -8,7 +8,11 @@ edited by hand or captured by other tools may carry bare LF, so both are accepte
 mixed. :class:`Framer` cuts a byte stream, fed in chunks of any size, into raw message
 blocks (the bytes are kept exactly, so a recorder can write what it saw).
 :func:`parse` turns one block into a :class:`Message`: an ordered multimap (keys repeat:
-``ChanVariable``) with the first value of each key in a dict for fast lookup.
+``ChanVariable``). Parsing is lazy: the decoded text is kept and a header is found in it
+when asked for (a consumer reads a handful of the ~25 headers); the whole multimap is
+built only if someone wants it. When the input is plain CRLF (what Asterisk writes) the
+framer cuts it with one C-level split; odd input takes a byte-by-byte reference path,
+and a property test holds the two to the same cuts.
 
 Bad input is reported, not raised: a line without a colon becomes a ``problems`` entry
 of the message, undecodable bytes are replaced, a trailing block without its empty line
@@ -20,7 +24,7 @@ Nothing here does I/O or reads the clock.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from typing import overload
 
 BANNER_PREFIX = b"Asterisk Call Manager/"
 
@@ -58,36 +62,176 @@ def unescape_c(value: str) -> str:
     return "".join(out)
 
 
-@dataclass(slots=True)
-class Message:
-    """One AMI message: its headers in order (keys may repeat) and what was wrong with it."""
+_PROBES: dict[str, str] = {}
 
-    pairs: list[tuple[str, str]]
-    first: dict[str, str]
-    problems: list[str] = field(default_factory=list)
-    truncated: bool = False
+
+def _probe(key: str) -> str:
+    """``"\\nKey:"``, what finds a header at a line start (cached: keys are few)."""
+    probe = _PROBES[key] = "\n" + key + ":"
+    return probe
+
+
+class Message:
+    """One AMI message: its headers in order (keys may repeat) and what was wrong with it.
+
+    A parsed block keeps its text and answers :meth:`get` and :meth:`get_all` by searching
+    it (a substring search in C per key): the translator reads a handful of the ~25
+    headers of a message, so building every pair would cost more than all its lookups.
+    ``pairs``, ``first`` and ``problems`` are built on first use. A message can also be
+    made from pairs directly (``Message(pairs, first)``).
+    """
+
+    __slots__ = ("_first", "_pairs", "_problems", "_text", "_unescape", "truncated")
+
+    def __init__(
+        self,
+        pairs: list[tuple[str, str]] | None = None,
+        first: dict[str, str] | None = None,
+        problems: list[str] | None = None,
+        truncated: bool = False,
+        *,
+        text: str | None = None,
+        unescape: bool = False,
+    ) -> None:
+        if text is None and pairs is None:
+            pairs = []
+        if pairs is not None and first is None:
+            first = dict(reversed(pairs))
+        self._pairs = pairs
+        self._first = first
+        self._problems = problems
+        self._text = text
+        self._unescape = unescape
+        self.truncated = truncated
+
+    # ---- lazy views ------------------------------------------------------------------
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        """Every header in order, as ``(key, value)``."""
+        if self._pairs is None:
+            assert self._text is not None
+            pairs: list[tuple[str, str]] = _HEADER.findall(self._text)
+            if self._unescape:
+                pairs = [(k, unescape_c(v)) for k, v in pairs]
+            self._pairs = pairs
+        return self._pairs
+
+    @property
+    def first(self) -> dict[str, str]:
+        """The first value of each key."""
+        if self._first is None:
+            # dict() keeps the last value of a repeated key; reversed, that is the first one
+            self._first = dict(reversed(self.pairs))
+        return self._first
+
+    @property
+    def problems(self) -> list[str]:
+        """Lines that are not ``Key: Value`` headers (empty for a well-formed message)."""
+        if self._problems is None:
+            text = self._text
+            self._problems = []
+            # a framed block is its header lines plus one empty line
+            if text is not None and len(self.pairs) != text.count("\n") - 1 \
+                    and len(self.pairs) != _nonblank_lines(text):  # fmt: skip
+                self._problems = _problems(text)
+        return self._problems
+
+    # ---- lookups ---------------------------------------------------------------------
+
+    def _value_at(self, text: str, i: int) -> str:
+        """The value of the header whose colon ends just before ``i``."""
+        if text.startswith(" ", i):
+            i += 1
+        j = text.find("\n", i)
+        value = (text[i:j] if j >= 0 else text[i:]).partition("\r")[0]
+        return unescape_c(value) if self._unescape else value
+
+    @overload
+    def get(self, key: str) -> str | None: ...
+    @overload
+    def get(self, key: str, default: str) -> str: ...
+    @overload
+    def get(self, key: str, default: None) -> str | None: ...
 
     def get(self, key: str, default: str | None = None) -> str | None:
         """The first value of ``key`` (exact case, as Asterisk sends it)."""
-        return self.first.get(key, default)
+        text = self._text
+        if text is None or self._first is not None:
+            return self.first.get(key, default)
+        # the hot path of the whole bridge: _value_at inlined
+        probe = _PROBES.get(key) or _probe(key)
+        if text.startswith(key) and text.startswith(probe[1:]):
+            i = len(probe) - 1
+        else:
+            i = text.find(probe)
+            if i < 0:
+                return default
+            i += len(probe)
+        if text.startswith(" ", i):
+            i += 1
+        j = text.find("\n", i)
+        value = (text[i:j] if j >= 0 else text[i:]).partition("\r")[0]
+        return unescape_c(value) if self._unescape else value
 
     def get_all(self, key: str) -> list[str]:
         """Every value of a repeated key, in order (``ChanVariable``)."""
-        return [v for k, v in self.pairs if k == key]
+        text = self._text
+        if text is None or self._pairs is not None:
+            return [v for k, v in self.pairs if k == key]
+        probe = "\n" + key + ":"
+        out = [self._value_at(text, len(probe) - 1)] if text.startswith(probe[1:]) else []
+        i = text.find(probe)
+        while i >= 0:
+            out.append(self._value_at(text, i + len(probe)))
+            i = text.find(probe, i + len(probe))
+        return out
+
+    def span(self, key: str) -> str:
+        """The raw lines of ``key``, from the one before the first to the end of the last
+        (``"\\nChanVariable: A=1\\r\\nChanVariable: B=\\r\\n"``); see :meth:`unchanged`."""
+        text = self._text
+        if text is None:
+            return "".join(f"\n{key}: {v}\n" for v in self.get_all(key))
+        probe = "\n" + key + ":"
+        first = text.find(probe)
+        if first < 0:
+            return ""
+        end = text.find("\n", text.rfind(probe) + 1)
+        return text[first : end + 1 if end >= 0 else len(text)]
+
+    def unchanged(self, key: str, seen: str) -> bool:
+        """Whether this message's ``key`` lines are exactly ``seen`` (an earlier
+        :meth:`span`): then their values are the same, and need not be read again."""
+        text = self._text
+        if text is None or not seen:
+            return seen == self.span(key)
+        probe = "\n" + key + ":"
+        return seen in text and text.count(probe) == seen.count(probe)
 
     def variables(self, key: str = "ChanVariable") -> dict[str, str]:
         """``Key: NAME=value`` headers as a dict (last one wins)."""
         out: dict[str, str] = {}
-        for k, v in self.pairs:
-            if k == key:
-                name, _, value = v.partition("=")
-                out[name] = value
+        for v in self.get_all(key):
+            name, _, value = v.partition("=")
+            out[name] = value
         return out
 
     @property
     def event(self) -> str | None:
         """The event name, or None for responses and other non-events."""
-        return self.first.get("Event")
+        return self.get("Event")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Message):
+            return NotImplemented
+        return self.pairs == other.pairs and self.problems == other.problems \
+            and self.truncated == other.truncated  # fmt: skip
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Message({self.pairs!r}, problems={self.problems!r}, truncated={self.truncated})"
 
 
 # A header line: a key (no colon), a colon, an optional space, the value up to CR/LF.
@@ -95,20 +239,14 @@ _HEADER = re.compile(r"^([^:\r\n]+): ?([^\r\n]*)", re.M)
 
 
 def parse(block: bytes | str, *, unescape: bool = True) -> Message:
-    """Parse one raw block (its lines, with or without the ending empty line)."""
+    """Parse one raw block (its lines, with or without the ending empty line).
+
+    Cheap: the text is decoded and kept; headers are found when asked for.
+    """
     text = block.decode("utf-8", "replace") if isinstance(block, bytes) else block
-    # one regex pass in C for the usual case; the slow path only names bad lines
-    pairs: list[tuple[str, str]] = _HEADER.findall(text)
-    problems: list[str] = []
-    # a framed block is its header lines plus one empty line
-    if len(pairs) != text.count("\n") - 1 and len(pairs) != _nonblank_lines(text):
-        problems = _problems(text)
     # UserEvent payloads are sent raw; everything else from snapshots is C-escaped.
-    if unescape and "\\" in text and "Event: UserEvent" not in text:
-        pairs = [(k, unescape_c(v)) for k, v in pairs]
-    # dict() keeps the last value of a repeated key; reversed, that is the first one
-    first = dict(reversed(pairs))
-    return Message(pairs, first, problems)
+    escaped = unescape and "\\" in text and "Event: UserEvent" not in text
+    return Message(text=text, unescape=escaped)
 
 
 def _nonblank_lines(text: str) -> int:
@@ -133,11 +271,13 @@ class Framer:
     kept with the next block so that the blocks joined give back the stream exactly.
     """
 
-    __slots__ = ("_at_start", "_buf")
+    __slots__ = ("_at_start", "_buf", "fast")
 
-    def __init__(self) -> None:
+    def __init__(self, fast: bool = True) -> None:
         self._buf = b""
         self._at_start = True
+        #: take the C split when the input allows it (False: always the reference path)
+        self.fast = fast
 
     def feed(self, data: bytes) -> list[bytes]:
         buf = self._buf + data if self._buf else data
@@ -157,6 +297,17 @@ class Framer:
                     return out
                 out.append(buf[: eol + 1])
                 start = eol + 1
+        if self.fast:
+            rest = buf[start:] if start else buf
+            # The usual case, split in C: no bare-LF empty line, and no message preceded by
+            # blank lines. Then the slow path below would cut exactly at each "\n\r\n".
+            if b"\n\n" not in rest:
+                parts = rest.split(b"\n\r\n")
+                heads = [p[:1] for p in parts]
+                if b"\r" not in heads and b"\n" not in heads and (parts[0] or len(parts) == 1):
+                    self._buf = parts.pop()
+                    out += [p + b"\n\r\n" for p in parts]
+                    return out
         while start < n:
             # skip (and keep) blank lines that precede a message
             body = start

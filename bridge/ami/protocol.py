@@ -51,7 +51,7 @@ class StreamProtocol(AMIProtocol):  # type: ignore[misc]
             if wanted:
                 self._sink(block, msg)
             # responses, and the list events of actions awaiting them (QueueStatus, ...)
-            if "Response" in msg.first or msg.first.get("ActionID") in self.responses:
+            if msg.get("Response") is not None or msg.get("ActionID") in self.responses:
                 self._to_panoramisk(block)
             elif msg.event == "Shutdown":
                 # Asterisk closes the socket right after; let panoramisk reconnect.

@@ -67,6 +67,9 @@ def timestamp_us(value: str | None) -> int | None:
     """``"1764186329.123456"`` -> 1764186329123456, exactly (no float rounding)."""
     if not value:
         return None
+    sec, _, frac = value.partition(".")
+    if len(frac) == 6 and sec.isdigit() and frac.isdigit():
+        return int(sec + frac)  # what Asterisk writes: %ld.%06ld
     sec, _, frac = value.strip().partition(".")
     if not sec.isdigit() or (frac and not frac.isdigit()):
         return None
@@ -147,6 +150,8 @@ class Channel:
     abandoned: bool = False
     vm_started_at: int | None = None
     vm_file: str | None = None
+    #: the raw ChanVariable lines last absorbed (the same lines need no second look)
+    vars_span: str = ""
     #: set on a transferee by a blind transfer: (number, name, endpoint) of the transferer
     transferred_by: tuple[str, str, str | None] | None = None
 
@@ -190,14 +195,16 @@ class Translator:
         event = msg.event
         if event is None:
             return []
-        ts = timestamp_us(msg.first.get("Timestamp"))
+        handler = self._handlers.get(event)
+        if handler is None:
+            return []
+        ts = timestamp_us(msg.get("Timestamp"))
         if ts is None:
             ts = now_us if now_us is not None else self._last_ts
-        self._last_ts = max(self._last_ts, ts)
-        handler = self._handlers.get(event)
+        if ts > self._last_ts:
+            self._last_ts = ts
         out: list[Emitted] = []
-        if handler is not None:
-            handler(self, msg, ts, out)
+        handler(self, msg, ts, out)
         return out
 
     def resync(self, live_uniqueids: set[str], now_us: int) -> list[Emitted]:
@@ -230,12 +237,16 @@ class Translator:
     # ---- helpers --------------------------------------------------------------------
 
     def _chan(self, msg: Message, prefix: str = "") -> Channel | None:
-        uid = msg.first.get(prefix + "Uniqueid")
+        uid = msg.get(prefix + "Uniqueid")
         if not uid:
             return None
         chan = self.channels.get(uid)
         if chan is not None:
-            self._absorb_vars(chan, msg.get_all(prefix + "ChanVariable"))
+            # every event repeats the channel's variables; they rarely change
+            key = prefix + "ChanVariable"
+            if not msg.unchanged(key, chan.vars_span):
+                chan.vars_span = msg.span(key)
+                self._absorb_vars(chan, msg.get_all(key))
         return chan
 
     def _absorb_vars(self, chan: Channel, pairs: list[str]) -> None:
@@ -346,17 +357,17 @@ class Translator:
     # ---- handlers -------------------------------------------------------------------
 
     def _on_newchannel(self, msg: Message, ts: int, out: list[Emitted]) -> None:
-        uid = msg.first.get("Uniqueid")
-        name = msg.first.get("Channel", "")
+        uid = msg.get("Uniqueid")
+        name = msg.get("Channel", "")
         if not uid or uid in self.channels or name.startswith("Message/"):
             return
-        linkedid = msg.first.get("Linkedid") or uid
+        linkedid = msg.get("Linkedid") or uid
         call = self.calls.get(linkedid)
         if call is None:
             call = Call(call_id=linkedid, linkedid=linkedid)
             self.calls[linkedid] = call
         tech, endpoint = endpoint_of(name)
-        exten = msg.first.get("Exten", "")
+        exten = msg.get("Exten", "")
         chan = Channel(uid=uid, name=name, call=call, tech=tech, endpoint=endpoint,
                        dialed=exten if exten and exten not in SPECIAL_EXTENS else None)  # fmt: skip
         self._set_cid(chan, msg, "")
@@ -368,8 +379,8 @@ class Translator:
         self._absorb_vars(chan, msg.get_all("ChanVariable"))
 
     def _set_cid(self, chan: Channel, msg: Message, prefix: str) -> None:
-        num = msg.first.get(prefix + "CallerIDNum", "")
-        name = msg.first.get(prefix + "CallerIDName", "")
+        num = msg.get(prefix + "CallerIDNum", "")
+        name = msg.get(prefix + "CallerIDName", "")
         if num not in UNKNOWN_CID:
             chan.cid_num = num
         if name not in UNKNOWN_CID:
@@ -384,14 +395,15 @@ class Translator:
         chan = self._chan(msg)
         if chan is None:
             return
-        exten = msg.first.get("Exten", "")
-        if chan.dialed is None and exten and exten not in SPECIAL_EXTENS and chan.dialed_by is None:
-            chan.dialed = exten
-        ivr = self._ivrs.get(msg.first.get("Context", ""))
+        if chan.dialed is None and chan.dialed_by is None:
+            exten = msg.get("Exten", "")
+            if exten and exten not in SPECIAL_EXTENS:
+                chan.dialed = exten
+        ivr = self._ivrs.get(msg.get("Context", "")) if self._ivrs else None
         if ivr is not None and not any(c.kind == "ivr" and not c.ended for c in chan.comps):
             self._start_caller(out, chan, ts, None, ivr)
             self._start(out, chan, ivr, "IN", ts, self._inbound_fields(chan, ivr), kind="ivr")
-        app = msg.first.get("Application", "")
+        app = msg.get("Application", "")
         if app == "VoiceMail":
             chan.vm_started_at = ts
 
@@ -407,7 +419,7 @@ class Translator:
 
     def _on_newstate(self, msg: Message, ts: int, out: list[Emitted]) -> None:
         chan = self._chan(msg)
-        if chan is None or msg.first.get("ChannelState") != "6" or chan.up_at is not None:
+        if chan is None or msg.get("ChannelState") != "6" or chan.up_at is not None:
             return
         chan.up_at = ts
         # a phone that called an IVR is answered by it
@@ -416,7 +428,7 @@ class Translator:
 
     def _on_queuecallerjoin(self, msg: Message, ts: int, out: list[Emitted]) -> None:
         chan = self._chan(msg)
-        queue = self._queues.get(msg.first.get("Queue", ""))
+        queue = self._queues.get(msg.get("Queue", ""))
         if chan is None or queue is None:
             return
         self._start_caller(out, chan, ts, None, queue)
@@ -430,10 +442,10 @@ class Translator:
     def _on_agentcalled(self, msg: Message, ts: int, out: list[Emitted]) -> None:
         caller = self._chan(msg)
         agent = self._chan(msg, "Dest")
-        queue = self._queues.get(msg.first.get("Queue", ""))
+        queue = self._queues.get(msg.get("Queue", ""))
         if caller is None or agent is None or queue is None:
             return
-        member = msg.first.get("Interface", "")
+        member = msg.get("Interface", "")
         number = member.split("/", 1)[-1].split("@", 1)[0]
         fields = {
             "CallerIDNum": caller.own_cid_num or caller.cid_num,
@@ -453,14 +465,14 @@ class Translator:
                 comp.bridged_at = ts
 
     def _on_userevent(self, msg: Message, ts: int, out: list[Emitted]) -> None:
-        if msg.first.get("UserEvent") != "ExtensionMessage":
+        if msg.get("UserEvent") != "ExtensionMessage":
             return
-        src, dst = msg.first.get("From", ""), msg.first.get("To", "")
+        src, dst = msg.get("From", ""), msg.get("To", "")
         try:
-            text = base64.b64decode(msg.first.get("Body", ""), validate=True).decode("utf-8", "replace")
+            text = base64.b64decode(msg.get("Body", ""), validate=True).decode("utf-8", "replace")
         except (binascii.Error, ValueError):
-            text = msg.first.get("Body", "")
-        msg_id = msg.first.get("Uniqueid") or f"msg-{ts}"
+            text = msg.get("Body", "")
+        msg_id = msg.get("Uniqueid") or f"msg-{ts}"
         base = {
             "CallID": msg_id,
             "SubCallID": msg_id,
@@ -478,11 +490,11 @@ class Translator:
                 out.append((ext.id, ordered(fields, ("Message",))))
 
     def _on_originateresponse(self, msg: Message, ts: int, out: list[Emitted]) -> None:
-        if msg.first.get("Response") != "Failure":
+        if msg.get("Response") != "Failure":
             return
-        uid = msg.first.get("Uniqueid", "")
+        uid = msg.get("Uniqueid", "")
         reasons = {"3": "NOANSWER", "5": "BUSY", "8": "CONGESTION"}
-        status = reasons.get(msg.first.get("Reason", ""), "CHANUNAVAIL")
+        status = reasons.get(msg.get("Reason", ""), "CHANUNAVAIL")
         chan = self.channels.get(uid)
         if chan is not None:
             if chan.out_comp is not None:
@@ -490,10 +502,10 @@ class Translator:
             return
         # No channel was ever created (the owner cannot be reached at all). A callback the
         # bridge started has ChannelId "cb-<callback id>": its owner gets dial-out + hangup.
-        ext = self._phones.get(endpoint_of(msg.first.get("Channel", ""))[1] or "")
+        ext = self._phones.get(endpoint_of(msg.get("Channel", ""))[1] or "")
         if ext is None or not uid.startswith("cb-") or uid in self.calls:
             return
-        target = msg.first.get("Exten") or None
+        target = msg.get("Exten") or None
         fields: dict[str, Any] = {
             "CallID": uid,
             "SubCallID": f"{uid}-1",
@@ -513,8 +525,8 @@ class Translator:
         chan = self._chan(msg)
         if chan is None:
             return
-        name = msg.first.get("Variable", "")
-        value = msg.first.get("Value", "")
+        name = msg.get("Variable", "")
+        value = msg.get("Value", "")
         if name == "DIALSTATUS":
             if value not in IGNORED_DIALSTATUS:
                 chan.dial_status_var = value
@@ -567,14 +579,14 @@ class Translator:
             return
         caller = self._chan(msg)
         dest.dialed_by = caller.uid if caller else None
-        dest.dial_string = msg.first.get("DialString", "")
+        dest.dial_string = msg.get("DialString", "")
         if caller is not None:
             # the callee inherits what the caller carries
             for k, v in caller.vars.items():
                 dest.vars.setdefault(k, v)
         origin = self._origin(caller)
         # what the carrier is shown: the outgoing channel's connected line
-        ani = msg.first.get("DestConnectedLineNum") if dest.endpoint in self._trunks else None
+        ani = msg.get("DestConnectedLineNum") if dest.endpoint in self._trunks else None
         if ani in UNKNOWN_CID:
             ani = None
         if origin is not None:
@@ -583,7 +595,7 @@ class Translator:
         if ext is not None and caller is None and self._var(dest, "CallBackID"):
             # A callback's first leg rings its owner: the owner places the call (dial-out to
             # the destination, shown to it as connected line), never a dial-in from itself.
-            shown = msg.first.get("DestConnectedLineNum", "")
+            shown = msg.get("DestConnectedLineNum", "")
             target = None if shown in UNKNOWN_CID else shown
             dest.dialed = target
             fields = {
@@ -641,10 +653,10 @@ class Translator:
         return chan.own_cid_num or chan.cid_num
 
     def _on_blindtransfer(self, msg: Message, ts: int, out: list[Emitted]) -> None:
-        if msg.first.get("Result") != "Success":
+        if msg.get("Result") != "Success":
             return
-        transferee = self.channels.get(msg.first.get("TransfereeUniqueid", ""))
-        transferer = self.channels.get(msg.first.get("TransfererUniqueid", ""))
+        transferee = self.channels.get(msg.get("TransfereeUniqueid", ""))
+        transferer = self.channels.get(msg.get("TransfererUniqueid", ""))
         if transferee is None:
             return
         if transferer is not None:
@@ -654,14 +666,14 @@ class Translator:
             )
             endpoint = transferer.endpoint
         else:
-            num = msg.first.get("TransfererCallerIDNum", "")
-            name = msg.first.get("TransfererCallerIDName", "")
-            endpoint = endpoint_of(msg.first.get("TransfererChannel", ""))[1]
+            num = msg.get("TransfererCallerIDNum", "")
+            name = msg.get("TransfererCallerIDName", "")
+            endpoint = endpoint_of(msg.get("TransfererChannel", ""))[1]
         transferee.transferred_by = (num, "" if name in UNKNOWN_CID else name, endpoint)
 
     def _on_dialend(self, msg: Message, ts: int, out: list[Emitted]) -> None:
         dest = self._chan(msg, "Dest")
-        status = msg.first.get("DialStatus", "")
+        status = msg.get("DialStatus", "")
         if dest is None or status in IGNORED_DIALSTATUS:
             return
         caller = self._chan(msg)
@@ -722,7 +734,7 @@ class Translator:
         if chan is None:
             return
         self._on_bridgeleave(msg, ts, out)
-        cause = msg.first.get("Cause", "")
+        cause = msg.get("Cause", "")
         if self._hand_over(chan):
             self._drop(chan)
             return

@@ -1,0 +1,60 @@
+"""The early filter drops only what no translator rule needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bridge.ami.filter import configured_variables, wanted
+from bridge.ami.message import is_banner, parse, split_stream
+from bridge.config import load_config
+from bridge.translate import Translator
+from tests.conftest import FIXTURES, fixture_paths
+
+CONFIG = load_config(FIXTURES / "lab.yaml")
+EXTRA = configured_variables(CONFIG)
+
+
+def translate(blocks: list[bytes]) -> list[object]:
+    t = Translator(CONFIG)
+    return [e for b in blocks if not is_banner(b) for e in t.feed(parse(b))]
+
+
+@pytest.mark.parametrize("path", fixture_paths(), ids=lambda p: p.stem)
+def test_filtered_stream_translates_exactly_like_the_whole_stream(path: Path) -> None:
+    """Every fixture gives the same events whether or not the filter ran first."""
+    blocks, _ = split_stream(path.read_bytes())
+    kept = [b for b in blocks if wanted(b, EXTRA)]
+    assert translate(kept) == translate(blocks)
+
+
+def test_most_of_a_real_stream_is_never_parsed() -> None:
+    """The point of the filter: over all fixtures, well over half the messages are dropped."""
+    blocks = [b for p in fixture_paths() for b in split_stream(p.read_bytes())[0]]
+    kept = [b for b in blocks if wanted(b, EXTRA)]
+    assert len(kept) < 0.4 * len(blocks)
+
+
+@pytest.mark.parametrize(
+    ("block", "keep"),
+    [
+        (b"Response: Success\r\nActionID: 1\r\n\r\n", True),  # responses are the caller's
+        (b"Event: RTCPSent\r\nChannel: X\r\n\r\n", False),
+        (b"Event: Hangup\r\nUniqueid: 1\r\n\r\n", True),
+        (b"Event: VarSet\r\nVariable: DIALSTATUS\r\nValue: BUSY\r\n\r\n", True),
+        (b"Event: VarSet\r\nVariable: _DIALSTATUS\r\nValue: BUSY\r\n\r\n", True),
+        (b"Event: VarSet\r\nVariable: __ANYTHING\r\nValue: 1\r\n\r\n", True),  # inherited
+        (b"Event: VarSet\r\nVariable: BRIDGEPEER\r\nValue: x\r\n\r\n", False),
+        (b"Event: VarSet\r\nVariable: RECID\r\nValue: r1\r\n\r\n", True),  # configured
+        (b"Event: Newexten\r\nPriority: 1\r\nApplication: Set\r\n\r\n", True),
+        (b"Event: Newexten\r\nPriority: 12\r\nApplication: Set\r\n\r\n", False),
+        (b"Event: Newexten\r\nPriority: 3\r\nApplication: VoiceMail\r\n\r\n", True),
+        (b"Event: Newexten\nPriority: 1\nApplication: Set\n\n", True),  # bare LF
+        (b"Event: Newstate\r\nChannelState: 6\r\n\r\n", True),
+        (b"Event: Newstate\r\nChannelState: 5\r\n\r\n", False),
+        (b"Event: Newstate\nChannelState: 6\n\n", True),
+    ],
+)
+def test_wanted(block: bytes, keep: bool) -> None:
+    assert wanted(block, EXTRA) is keep
