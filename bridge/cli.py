@@ -135,6 +135,16 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def _cmd_eventfilter(args: argparse.Namespace) -> int:
+    from bridge.ami.filter import eventfilters
+
+    config = _load(args.config)
+    if config is None:
+        return 1
+    print("\n".join(eventfilters(config)))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from bridge.demo import run_demo
 
@@ -242,6 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also watch live traffic this long (place a call) to check channelvars",
     )
     doc.set_defaults(func=_cmd_doctor)
+
+    evf = sub.add_parser(
+        "eventfilter",
+        help="print manager.conf eventfilter lines so Asterisk sends only what the bridge reads",
+    )
+    evf.add_argument("--config", required=True, metavar="CONFIG.yaml")
+    evf.set_defaults(func=_cmd_eventfilter)
 
     demo = sub.add_parser(
         "demo", help="run the bridge on built-in recordings of a real Asterisk (no PBX needed)"

@@ -100,6 +100,9 @@ async def _diagnose(config: Config, source: AmiSource, rep: Report, watch: float
             await _context(source, rep, ext.context, ext.id)
     if watch > 0:
         await _watch(config, source, rep, watch)
+    rep.add("INFO", "on a busy PBX, let Asterisk drop the events the bridge never reads: put the lines "
+                    "of 'ami-bridge eventfilter --config <this config>' in the bridge user's section of "
+                    "manager.conf, then 'manager reload'")  # fmt: skip
     return rep
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.ami.filter import configured_variables, wanted
+from bridge.ami.filter import configured_variables, eventfilters, wanted
 from bridge.ami.message import is_banner, parse, split_stream
 from bridge.config import load_config
 from bridge.translate import Translator
@@ -58,3 +58,12 @@ def test_most_of_a_real_stream_is_never_parsed() -> None:
 )
 def test_wanted(block: bytes, keep: bool) -> None:
     assert wanted(block, EXTRA) is keep
+
+
+def test_the_lab_user_carries_exactly_the_suggested_eventfilters() -> None:
+    """lab/asterisk/manager.conf's filtered user has the lines the code prints today."""
+    conf = (FIXTURES.parent / "lab" / "asterisk" / "manager.conf").read_text()
+    section = conf.split("[bridge-filtered]", 1)[1].split("\n[", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("eventfilter")]
+    assert lines == [line for line in eventfilters(CONFIG) if not line.startswith(";")]
+    assert any("name(VarSet)" in line and "DIALSTATUS" in line for line in lines)

@@ -107,3 +107,26 @@ def wanted(block: bytes, extra_variables: frozenset[bytes] = frozenset()) -> boo
         name = block[i + 11 : block.find(b"\n", i + 11)]
         return name.startswith(b"__") or name in _names(extra_variables)
     return rule(block, extra_variables)
+
+
+def eventfilters(config: Config) -> list[str]:
+    """manager.conf lines that make Asterisk itself drop what :func:`wanted` would drop.
+
+    Asterisk's advanced event filters (Asterisk 21+, and 20.x/18.x certified builds
+    that have them): with include filters only, every other event is dropped before it
+    is even formatted for the bridge's session. Action responses and the list events
+    they carry (CoreShowChannels for the resync) are not filtered by Asterisk. The
+    bridge keeps its own filter too, so the lines are an optimisation, never required.
+    """
+    lines = ["; ami-bridge: only the events the bridge reads (put these in the bridge user's section)"]
+    special = {name.removeprefix(b"Event: ").decode() for name in _SPECIAL}
+    for event in sorted(e.removeprefix(b"Event: ").decode() for e in EVENTS):
+        if event not in special:
+            lines.append(f"eventfilter(action(include),name({event})) =")
+    names = sorted({v.decode() for v in VARIABLES} | {v.decode() for v in configured_variables(config)})
+    lines.append(f"eventfilter(action(include),name(VarSet),header(Variable),method(regex)) = "
+                 f"^(__.*|_?({'|'.join(names)}))$")  # fmt: skip
+    lines.append("eventfilter(action(include),name(Newexten),header(Priority),method(exact)) = 1")
+    lines.append("eventfilter(action(include),name(Newexten),header(Application),method(exact)) = VoiceMail")
+    lines.append("eventfilter(action(include),name(Newstate),header(ChannelState),method(exact)) = 6")
+    return lines
