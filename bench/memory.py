@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.synthetic import flow_blocks, slots, tag  # noqa: E402
-from bridge.ami.filter import configured_variables, wanted  # noqa: E402
+from bridge.ami.filter import needs, wanted  # noqa: E402
 from bridge.ami.message import parse  # noqa: E402
 from bridge.config import load_config  # noqa: E402
 from bridge.translate import Translator  # noqa: E402
@@ -39,8 +39,8 @@ def rss_mb() -> float:
 
 
 def templates(name: str) -> list[list[bytes]]:
-    extra = configured_variables(CONFIG)
-    return [slots(b) for b in flow_blocks(name) if wanted(b, extra)]
+    need = needs(CONFIG)
+    return [slots(b) for b in flow_blocks(name) if wanted(b, need)]
 
 
 def main() -> None:

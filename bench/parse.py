@@ -29,14 +29,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.common import baseline_bytes, baseline_multimap, chunks, measure, table  # noqa: E402
-from bridge.ami.filter import configured_variables, wanted  # noqa: E402
+from bridge.ami.filter import needs, wanted  # noqa: E402
 from bridge.ami.message import Framer, parse  # noqa: E402
 from bridge.config import load_config  # noqa: E402
 from bridge.replay import replay_bytes  # noqa: E402
 from bridge.translate import Translator  # noqa: E402
 
 CONFIG = load_config(REPO / "fixtures" / "lab.yaml")
-EXTRA = configured_variables(CONFIG)
+NEEDS = needs(CONFIG)
 
 
 def stream(copies: int) -> bytes:
@@ -58,7 +58,7 @@ def bridge_path(parts: list[bytes]) -> int:
     n = 0
     for part in parts:
         for block in framer.feed(part):
-            if wanted(block, EXTRA):
+            if wanted(block, NEEDS):
                 parse(block)
             n += 1
     return n

@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from bench import synthetic  # noqa: E402
 from bench.common import baseline_bytes, baseline_multimap, chunks, measure, table  # noqa: E402
-from bridge.ami.filter import configured_variables, wanted  # noqa: E402
+from bridge.ami.filter import needs, wanted  # noqa: E402
 from bridge.ami.message import Framer, is_banner, parse  # noqa: E402
 from bridge.config import load_config  # noqa: E402
 from bridge.replay import replay_bytes  # noqa: E402
@@ -51,9 +51,9 @@ def main() -> None:
     args = p.parse_args()
     data, messages = synthetic.stream(args.calls, args.concurrent)
     parts = chunks(data)
-    extra = configured_variables(CONFIG)
+    need = needs(CONFIG)
     framer = Framer()
-    kept = [b for part in parts for b in framer.feed(part) if wanted(b, extra) and not is_banner(b)]
+    kept = [b for part in parts for b in framer.feed(part) if wanted(b, need) and not is_banner(b)]
     events = [0]
 
     def replay() -> int:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bridge.ami.filter import configured_variables, wanted
+from bridge.ami.filter import needs, wanted
 from bridge.ami.message import Framer, is_banner, parse
 from bridge.config import Config
 from bridge.translate import Emitted, Translator
@@ -16,10 +16,10 @@ from bridge.translate import Emitted, Translator
 def replay_bytes(translator: Translator, chunks: Iterable[bytes]) -> Iterator[Emitted]:
     """Frame, filter, parse and translate a byte stream given in chunks (the daemon's path)."""
     framer = Framer()
-    extra = configured_variables(translator.config)
+    need = needs(translator.config)
     for chunk in chunks:
         for block in framer.feed(chunk):
-            if wanted(block, extra) and not is_banner(block):
+            if wanted(block, need) and not is_banner(block):
                 yield from translator.feed(parse(block))
     tail = framer.close()
     if tail is not None:

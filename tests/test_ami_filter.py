@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from bridge.ami.filter import configured_variables, eventfilters, wanted
+from bridge.ami.filter import Needs, eventfilters, needs, wanted
 from bridge.ami.message import is_banner, parse, split_stream
 from bridge.config import load_config
 from bridge.translate import Translator
 from tests.conftest import FIXTURES, fixture_paths
 
 CONFIG = load_config(FIXTURES / "lab.yaml")
-EXTRA = configured_variables(CONFIG)
+NEEDS = needs(CONFIG)
 
 
 def translate(blocks: list[bytes]) -> list[object]:
@@ -25,14 +25,14 @@ def translate(blocks: list[bytes]) -> list[object]:
 def test_filtered_stream_translates_exactly_like_the_whole_stream(path: Path) -> None:
     """Every fixture gives the same events whether or not the filter ran first."""
     blocks, _ = split_stream(path.read_bytes())
-    kept = [b for b in blocks if wanted(b, EXTRA)]
+    kept = [b for b in blocks if wanted(b, NEEDS)]
     assert translate(kept) == translate(blocks)
 
 
 def test_most_of_a_real_stream_is_never_parsed() -> None:
     """The point of the filter: over all fixtures, well over half the messages are dropped."""
     blocks = [b for p in fixture_paths() for b in split_stream(p.read_bytes())[0]]
-    kept = [b for b in blocks if wanted(b, EXTRA)]
+    kept = [b for b in blocks if wanted(b, NEEDS)]
     assert len(kept) < 0.4 * len(blocks)
 
 
@@ -48,6 +48,19 @@ def test_most_of_a_real_stream_is_never_parsed() -> None:
         (b"Event: VarSet\r\nVariable: BRIDGEPEER\r\nValue: x\r\n\r\n", False),
         (b"Event: VarSet\r\nVariable: RECID\r\nValue: r1\r\n\r\n", True),  # configured
         (b"Event: Newexten\r\nPriority: 1\r\nApplication: Set\r\n\r\n", True),
+        (
+            b"Event: Newexten\r\nContext: phones\r\nExten: 102\r\nPriority: 1\r\nApplication: Set\r\n\r\n",
+            True,
+        ),
+        (b"Event: Newexten\r\nContext: sub\r\nExten: s\r\nPriority: 1\r\nApplication: Set\r\n\r\n", False),
+        (
+            b"Event: Newexten\r\nContext: ivr-main\r\nExten: s\r\nPriority: 1\r\nApplication: Answer\r\n\r\n",
+            True,
+        ),
+        (
+            b"Event: Newexten\r\nContext: x\r\nExten: 104\r\nPriority: 1\r\nApplication: AppDial\r\n\r\n",
+            False,
+        ),
         (b"Event: Newexten\r\nPriority: 12\r\nApplication: Set\r\n\r\n", False),
         (b"Event: Newexten\r\nPriority: 3\r\nApplication: VoiceMail\r\n\r\n", True),
         (b"Event: Newexten\nPriority: 1\nApplication: Set\n\n", True),  # bare LF
@@ -57,7 +70,14 @@ def test_most_of_a_real_stream_is_never_parsed() -> None:
     ],
 )
 def test_wanted(block: bytes, keep: bool) -> None:
-    assert wanted(block, EXTRA) is keep
+    assert wanted(block, NEEDS) is keep
+
+
+def test_without_known_ivr_contexts_every_entry_at_s_is_kept() -> None:
+    """A caller that cannot say which contexts are IVRs loses no IVR entry."""
+    block = b"Event: Newexten\r\nContext: any\r\nExten: s\r\nPriority: 1\r\nApplication: Set\r\n\r\n"
+    assert wanted(block, Needs()) is True
+    assert wanted(block, NEEDS) is False
 
 
 def test_the_lab_user_carries_exactly_the_suggested_eventfilters() -> None:

@@ -13,6 +13,7 @@ a message the filter drops shows up as a failure.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -31,9 +32,31 @@ EVENTS = frozenset(
 VARIABLES = frozenset({b"DIALSTATUS", b"MIXMONITOR_FILENAME", b"VM_MESSAGEFILE", b"VMSTATUS"})
 
 
+#: extensions (exten names) the dialplan uses for its own purposes; never "what was dialed"
+SPECIAL_EXTENS = frozenset({b"", b"s", b"h", b"t", b"i", b"T", b"e", b"o", b"a"})
+#: applications Asterisk shows on the channels it dials (their caller is already known)
+DIALED_APPS = frozenset({b"AppDial", b"AppDial2", b"AppQueue"})
+
+
 def configured_variables(config: Config) -> frozenset[bytes]:
     """The channel variable names a configuration makes the translator read."""
     return frozenset(name.encode() for name in config.variables.model_dump().values())
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a configuration makes the translator read beyond the fixed rules."""
+
+    #: channel variables (besides the inherited ``__`` ones, always kept)
+    variables: frozenset[bytes] = frozenset()
+    #: IVR contexts (entered at exten ``s``); None: unknown, keep every such entry
+    ivr_contexts: frozenset[bytes] | None = None
+
+
+def needs(config: Config) -> Needs:
+    """The :class:`Needs` of a configuration."""
+    ivrs = frozenset(e.context.encode() for e in config.extensions if e.type == "ivr" and e.context)
+    return Needs(configured_variables(config), ivrs)
 
 
 def _value(block: bytes, key: bytes, *, near_end: bool = False) -> bytes | None:
@@ -49,14 +72,14 @@ def _value(block: bytes, key: bytes, *, near_end: bool = False) -> bytes | None:
     return block[i : block.find(b"\n", i)].rstrip(b"\r")
 
 
-def _varset(block: bytes, extra_variables: frozenset[bytes]) -> bool:
+def _varset(block: bytes, needs: Needs) -> bool:
     # wanted() inlines this; kept as the rule's reference
     name = _value(block, b"\nVariable: ", near_end=True)
     if name is None:
         return True
     if name.startswith(b"__"):
         return True  # inherited: the configured channel variables are set so
-    return name.lstrip(b"_") in VARIABLES or name in extra_variables
+    return name.lstrip(b"_") in VARIABLES or name in needs.variables
 
 
 _NAMES: dict[frozenset[bytes], frozenset[bytes]] = {}
@@ -71,20 +94,25 @@ def _names(extra_variables: frozenset[bytes]) -> frozenset[bytes]:
     return names
 
 
-def _newexten(block: bytes, extra_variables: frozenset[bytes]) -> bool:
-    # entering an extension (what was dialed, an IVR) is its priority 1; of the
-    # applications, only VoiceMail matters. Most Newexten are neither.
-    return (
-        _value(block, b"\nApplication: ", near_end=True) == b"VoiceMail"
-        or _value(block, b"\nPriority: ") == b"1"
-    )
+def _newexten(block: bytes, needs: Needs) -> bool:
+    # What the translator reads in Newexten: the first real extension a caller's channel
+    # enters (what it dialed), entering an IVR context, and VoiceMail starting. All but
+    # VoiceMail happen at priority 1 and never on the channels Dial/Queue create.
+    app = _value(block, b"\nApplication: ", near_end=True)
+    if app == b"VoiceMail":
+        return True
+    if app in DIALED_APPS or _value(block, b"\nPriority: ") != b"1":
+        return False
+    if _value(block, b"\nExten: ") not in SPECIAL_EXTENS or needs.ivr_contexts is None:
+        return True
+    return _value(block, b"\nContext: ") in needs.ivr_contexts
 
 
-def _newstate(block: bytes, extra_variables: frozenset[bytes]) -> bool:
+def _newstate(block: bytes, needs: Needs) -> bool:
     return _value(block, b"\nChannelState: ") == b"6"  # only a channel going Up matters
 
 
-_Rule = Callable[[bytes, frozenset[bytes]], bool]
+_Rule = Callable[[bytes, Needs], bool]
 _SPECIAL: dict[bytes, _Rule] = {b"Event: VarSet": _varset, b"Event: Newexten": _newexten,
                                 b"Event: Newstate": _newstate}  # fmt: skip
 #: the first line of a message (with its CR, or without for bare-LF input) -> its rule
@@ -93,7 +121,10 @@ _RULES: dict[bytes, Literal[True] | _Rule] = {
 }
 
 
-def wanted(block: bytes, extra_variables: frozenset[bytes] = frozenset()) -> bool:
+_NOTHING_MORE = Needs()
+
+
+def wanted(block: bytes, needs: Needs = _NOTHING_MORE) -> bool:
     """False only for messages no translator rule needs (responses are always wanted)."""
     rule = _RULES.get(block[: block.find(b"\n")])
     if rule is None:
@@ -105,8 +136,8 @@ def wanted(block: bytes, extra_variables: frozenset[bytes] = frozenset()) -> boo
         if i < 0:
             return True
         name = block[i + 11 : block.find(b"\n", i + 11)]
-        return name.startswith(b"__") or name in _names(extra_variables)
-    return rule(block, extra_variables)
+        return name.startswith(b"__") or name in _names(needs.variables)
+    return rule(block, needs)
 
 
 def eventfilters(config: Config) -> list[str]:

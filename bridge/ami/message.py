@@ -100,7 +100,8 @@ class Message:
         self._pairs = pairs
         self._first = first
         self._problems = problems
-        self._text = text
+        #: the block's text after a "\n", so that every header line starts with "\n"
+        self._text = None if text is None else "\n" + text
         self._unescape = unescape
         self.truncated = truncated
 
@@ -129,23 +130,15 @@ class Message:
     def problems(self) -> list[str]:
         """Lines that are not ``Key: Value`` headers (empty for a well-formed message)."""
         if self._problems is None:
-            text = self._text
             self._problems = []
-            # a framed block is its header lines plus one empty line
-            if text is not None and len(self.pairs) != text.count("\n") - 1 \
-                    and len(self.pairs) != _nonblank_lines(text):  # fmt: skip
-                self._problems = _problems(text)
+            if self._text is not None:
+                text = self._text[1:]
+                # a framed block is its header lines plus one empty line
+                if len(self.pairs) != text.count("\n") - 1 and len(self.pairs) != _nonblank_lines(text):
+                    self._problems = _problems(text)
         return self._problems
 
     # ---- lookups ---------------------------------------------------------------------
-
-    def _value_at(self, text: str, i: int) -> str:
-        """The value of the header whose colon ends just before ``i``."""
-        if text.startswith(" ", i):
-            i += 1
-        j = text.find("\n", i)
-        value = (text[i:j] if j >= 0 else text[i:]).partition("\r")[0]
-        return unescape_c(value) if self._unescape else value
 
     @overload
     def get(self, key: str) -> str | None: ...
@@ -159,32 +152,33 @@ class Message:
         text = self._text
         if text is None or self._first is not None:
             return self.first.get(key, default)
-        # the hot path of the whole bridge: _value_at inlined
+        # the hot path of the whole bridge: one search in C
         probe = _PROBES.get(key) or _probe(key)
-        if text.startswith(key) and text.startswith(probe[1:]):
-            i = len(probe) - 1
-        else:
-            i = text.find(probe)
-            if i < 0:
-                return default
-            i += len(probe)
+        i = text.find(probe)
+        if i < 0:
+            return default
+        i += len(probe)
         if text.startswith(" ", i):
             i += 1
         j = text.find("\n", i)
         value = (text[i:j] if j >= 0 else text[i:]).partition("\r")[0]
         return unescape_c(value) if self._unescape else value
 
-    def get_all(self, key: str) -> list[str]:
-        """Every value of a repeated key, in order (``ChanVariable``)."""
-        text = self._text
-        if text is None or self._pairs is not None:
+    def get_all(self, key: str, span: str | None = None) -> list[str]:
+        """Every value of a repeated key, in order (``ChanVariable``); ``span``: what
+        :meth:`span` returned for this key, when the caller has it already."""
+        if self._text is None or self._pairs is not None:
             return [v for k, v in self.pairs if k == key]
-        probe = "\n" + key + ":"
-        out = [self._value_at(text, len(probe) - 1)] if text.startswith(probe[1:]) else []
-        i = text.find(probe)
-        while i >= 0:
-            out.append(self._value_at(text, i + len(probe)))
-            i = text.find(probe, i + len(probe))
+        # the lines from the first to the last occurrence hold them all (usually in a row)
+        head = key + ":"
+        n = len(head)
+        unescape = self._unescape
+        out = []
+        for line in (self.span(key) if span is None else span).split("\n"):
+            if line.startswith(head):
+                value = line[n + 1 :] if line.startswith(" ", n) else line[n:]
+                value = value.partition("\r")[0]
+                out.append(unescape_c(value) if unescape else value)
         return out
 
     def span(self, key: str) -> str:
@@ -193,7 +187,7 @@ class Message:
         text = self._text
         if text is None:
             return "".join(f"\n{key}: {v}\n" for v in self.get_all(key))
-        probe = "\n" + key + ":"
+        probe = _PROBES.get(key) or _probe(key)
         first = text.find(probe)
         if first < 0:
             return ""
@@ -206,7 +200,7 @@ class Message:
         text = self._text
         if text is None or not seen:
             return seen == self.span(key)
-        probe = "\n" + key + ":"
+        probe = _PROBES.get(key) or _probe(key)
         return seen in text and text.count(probe) == seen.count(probe)
 
     def variables(self, key: str = "ChanVariable") -> dict[str, str]:

@@ -246,7 +246,7 @@ class Translator:
             key = prefix + "ChanVariable"
             if not msg.unchanged(key, chan.vars_span):
                 chan.vars_span = msg.span(key)
-                self._absorb_vars(chan, msg.get_all(key))
+                self._absorb_vars(chan, msg.get_all(key, chan.vars_span))
         return chan
 
     def _absorb_vars(self, chan: Channel, pairs: list[str]) -> None:
