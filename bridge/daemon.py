@@ -1,9 +1,12 @@
 """The daemon: AMI source -> translator -> outbox -> dispatcher, plus the REST API.
 
 Start-up resumes whatever deliveries were pending when the last process stopped (even
-by ``kill -9``). Every translated event is committed to the store before anything is
-sent. SIGTERM/SIGINT stop taking AMI input, stop the API, give in-flight requests
-``shutdown_grace`` seconds, and leave the rest pending for the next start.
+by ``kill -9``). The pipeline takes the AMI messages that have arrived as one batch (up
+to ``BATCH``), translates them, and commits all their events with their deliveries in
+one transaction before any of those deliveries is sent; the dispatcher gets them from
+that commit, in memory. SIGTERM/SIGINT stop taking AMI input, stop the API, give
+in-flight requests ``shutdown_grace`` seconds, and leave the rest pending for the next
+start.
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ import contextlib
 import logging
 import signal
 import time
+from collections import Counter
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from bridge.ami.filter import configured_variables, wanted
+from bridge.ami.filter import needs, wanted
 from bridge.ami.source import AmiSource
 from bridge.api import DISPATCHER_KEY, make_app
 from bridge.config import Config
@@ -36,6 +40,9 @@ from bridge.translate import Translator
 from bridge.voicemail import enrich as enrich_voicemail
 
 log = logging.getLogger("bridge.daemon")
+
+#: AMI messages taken (translated, committed) at most per turn of the pipeline
+BATCH = 2000
 
 
 class Daemon:
@@ -55,8 +62,17 @@ class Daemon:
         hub: EventHub,
     ) -> None:
         outage = False
-        async for item in source:
-            if item.kind != "message" or item.msg is None:
+        async for first in source:
+            events: list[tuple[int, dict[str, Any]]] = []
+            for item in (first, *source.drain(BATCH - 1)):
+                if item.kind == "message" and item.msg is not None:
+                    self.stats.ami_messages += 1
+                    # the clock is read here, never in the translator: only for events without Timestamp
+                    events += translator.feed(item.msg, now_us=time.time_ns() // 1000)
+                    continue
+                # a connection change: what came before it is committed first, in order
+                self._deliver(events, store, dispatcher, mirror, hub)
+                events = []
                 log.info("AMI %s%s", item.kind, f": {item.detail}" if item.detail else "")
                 if item.kind == "disconnected":
                     outage = True
@@ -64,14 +80,9 @@ class Daemon:
                     self.stats.ami_reconnects += 1
                     if outage:
                         outage = False
-                        events = await self._resync(source, translator)
-                        self._deliver(events, store, dispatcher, mirror, hub)
-                continue
-            self.stats.ami_messages += 1
-            # the clock is read here, never in the translator: only for events without Timestamp
-            self._deliver(
-                translator.feed(item.msg, now_us=time.time_ns() // 1000), store, dispatcher, mirror, hub
-            )
+                        resynced = await self._resync(source, translator)
+                        self._deliver(resynced, store, dispatcher, mirror, hub)
+            self._deliver(events, store, dispatcher, mirror, hub)
 
     async def _resync(self, source: AmiSource, translator: Translator) -> list[tuple[int, dict[str, Any]]]:
         """After an outage: ask which channels are up, end the calls that ended meanwhile."""
@@ -95,19 +106,27 @@ class Daemon:
         mirror: MqttMirror | None,
         hub: EventHub,
     ) -> None:
-        for ext_id, raw_event in events:
-            event = enrich_voicemail(raw_event, self.config.voicemail.spool)
+        """Commit a batch of events (one transaction), then queue, mirror and show them."""
+        if not events:
+            return
+        spool = self.config.voicemail.spool
+        batch = [(ext_id, enrich_voicemail(raw_event, spool)) for ext_id, raw_event in events]
+        deliveries = store.enqueue_many(batch)
+        counts = Counter(d.event_id for d in deliveries) if log.isEnabledFor(logging.DEBUG) else None
+        first_id = {id(d.event): d.event_id for d in deliveries} if counts is not None else {}
+        for ext_id, event in batch:
             self.stats.events_out[event["EventType"]] += 1
-            ids = store.enqueue(ext_id, event)
-            log.info(
-                "event %s for extension %s -> %d deliveries", event["EventType"], ext_id, len(ids),
-                extra={"call_id": event["CallID"], "sub_call_id": event["SubCallID"], "extension_id": ext_id},
-            )  # fmt: skip
-            if ids:
-                dispatcher.wake()
+            if counts is not None:
+                n = counts[first_id[id(event)]] if id(event) in first_id else 0
+                log.debug(
+                    "event %s for extension %s -> %d deliveries", event["EventType"], ext_id, n,
+                    extra={"call_id": event["CallID"], "sub_call_id": event["SubCallID"],
+                           "extension_id": ext_id},
+                )  # fmt: skip
             if mirror is not None:
                 mirror.publish(ext_id, event)
             hub.publish(ext_id, event)
+        dispatcher.push(deliveries)
 
     async def run(self) -> None:
         config = self.config
@@ -120,8 +139,8 @@ class Daemon:
         app[DISPATCHER_KEY] = dispatcher
         translator = Translator(config)
         app[TRANSLATOR_KEY] = translator
-        extra = configured_variables(config)
-        source = AmiSource(config.ami, want=lambda block: wanted(block, extra))
+        need = needs(config)
+        source = AmiSource(config.ami, want=lambda block: wanted(block, need))
         app[ACTIONS_KEY] = source.action
         mirror = MqttMirror(config.mqtt) if config.mqtt is not None else None
         registry, latency = make_registry(Parts(self.stats, source, translator, store, dispatcher, mirror))
@@ -143,7 +162,7 @@ class Daemon:
         site = web.TCPSite(runner, host, port)
         await site.start()
         log.info("API listening on http://%s:%s (docs at /docs)", host, port)
-        dispatcher.wake()  # what the previous process left pending
+        dispatcher.start()  # what the previous process left pending; then watch the store
         mirror_task = asyncio.ensure_future(mirror.run()) if mirror is not None else None
         source.start()
         pipeline = asyncio.ensure_future(self._pipeline(source, translator, store, dispatcher, mirror, hub))

@@ -51,8 +51,26 @@ def action_id(action: bytes) -> bytes:
 
 
 def _stamp(now_us: int) -> bytes:
+    return b"Timestamp: " + _seconds(now_us) + b"\r"
+
+
+def _seconds(now_us: int) -> bytes:
     digits = str(now_us).encode()
-    return b"Timestamp: " + digits[:-6] + b"." + digits[-6:] + b"\r"
+    return digits[:-6] + b"." + digits[-6:]
+
+
+#: placeholders of a template: where the copy's id prefix and the send time go
+_PREFIX, _NOW = b"\x01", b"\x02"
+
+
+def _template(blocks: list[bytes]) -> tuple[bytes, int] | None:
+    """A recording as one buffer with placeholders, and its number of messages (None if
+    the recording happens to contain a placeholder byte)."""
+    data = b"".join(blocks)
+    if _PREFIX in data or _NOW in data:
+        return None
+    rendered = [_TS.sub(b"Timestamp: " + _NOW + b"\r", _ID.sub(b"\\g<0>" + _PREFIX, b)) for b in blocks]
+    return b"".join(rendered), len(blocks)
 
 
 class ReplayServer:
@@ -60,17 +78,23 @@ class ReplayServer:
 
     ``speed`` divides the recorded gaps between events (capped at ``max_gap`` seconds);
     ``passes`` is how often the whole set is played (None: for ever); ``rate`` (calls per
-    second), when given, replaces the recorded timing: each recording is sent at once.
+    second), when given, replaces the recorded timing: each recording is sent at once, as
+    one write of a copy rendered from a template made once (so the server stays cheap at
+    tens of thousands of messages per second). Clear ``go`` before a client logs in to
+    hold the replay until it is set again.
     """
 
     def __init__(self, streams: Iterable[tuple[str, bytes]], speed: float = 1.0, max_gap: float = 1.0,
                  passes: int | None = 1, rate: float | None = None) -> None:  # fmt: skip
         self.streams = [(name, split_stream(data)[0]) for name, data in streams]
+        self.templates = [_template(blocks) for _, blocks in self.streams]
         self.speed, self.max_gap, self.passes, self.rate = speed, max_gap, passes, rate
         self.sent = 0
         #: recordings played so far, over all connections
         self.played = 0
         self.logged_in = asyncio.Event()
+        self.go = asyncio.Event()
+        self.go.set()
         self.finished = asyncio.Event()
         self.server: asyncio.Server | None = None
 
@@ -97,6 +121,7 @@ class ReplayServer:
         self.logged_in.set()
         pinger = asyncio.ensure_future(self._answer_pings(reader, writer))
         try:
+            await self.go.wait()
             await self._play(writer)
             self.finished.set()
             await pinger
@@ -119,6 +144,7 @@ class ReplayServer:
         started = time.monotonic()
         while self.passes is None or n < self.passes * len(self.streams):
             _, blocks = self.streams[n % len(self.streams)]
+            template = self.templates[n % len(self.streams)]
             # ids unique across connections too: a reconnecting client never sees a call twice
             prefix = f"d{self.played}-".encode()
             self.played += 1
@@ -126,6 +152,15 @@ class ReplayServer:
                 delay = started + n / self.rate - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
+                if template is not None:
+                    data, count = template
+                    writer.write(
+                        data.replace(_PREFIX, prefix).replace(_NOW, _seconds(time.time_ns() // 1000))
+                    )
+                    self.sent += count
+                    await writer.drain()
+                    n += 1
+                    continue
             last: float | None = None
             for block in blocks:
                 m = _TS.search(block)

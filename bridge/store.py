@@ -1,15 +1,23 @@
-"""The embedded store: subscriptions (and, next, the event outbox) in SQLite.
+"""The embedded store: subscriptions and the event outbox in SQLite.
 
 One SQLite file in WAL mode; every write is committed before the call returns, so
 what the API answered and every event handed to the outbox survive the process dying
 (``synchronous = normal``, the default) or even a power loss (``full``). The schema is created on open
 and versioned with ``PRAGMA user_version``.
+
+The subscriptions are also kept in memory (every event is matched against them): the
+copy is dropped by each method that writes a subscription, and when another process has
+written the file (``PRAGMA data_version``, checked once per :meth:`Store.enqueue_many`).
+:meth:`Store.enqueue_many` commits a whole batch of events with their deliveries in one
+transaction and returns the deliveries, so the dispatcher can send them without reading
+them back; :meth:`Store.mark_many` records many delivery outcomes in one transaction.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,8 +88,13 @@ class Store:
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.executescript(SCHEMA)
             self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._version = self.data_version()
         except sqlite3.Error as err:
             raise StoreError(f"cannot open the store {self.path}: {err}") from err
+        #: every subscription by id, and the enabled ones by (extension, event type), in id
+        #: order; None: to be read again
+        self._by_id: dict[int, Subscription] | None = None
+        self._by_key: dict[tuple[int, str], list[Subscription]] = {}
 
     def close(self) -> None:
         self.db.close()
@@ -92,6 +105,31 @@ class Store:
 
     _COLS = "id, extension_id, event_type, url, method, enabled"
 
+    def data_version(self) -> int:
+        """Changes whenever another connection (another process) commits to the file."""
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
+    def _forget(self) -> None:
+        """Drop the in-memory subscriptions (a subscription was written)."""
+        self._by_id = None
+
+    def _subscriptions(self) -> dict[int, Subscription]:
+        if self._by_id is None:
+            rows = self.db.execute(f"SELECT {self._COLS} FROM subscriptions ORDER BY id")
+            self._by_id = {r[0]: self._sub(r) for r in rows}
+            self._by_key = {}
+            for sub in self._by_id.values():
+                if sub.enabled:
+                    self._by_key.setdefault((sub.extension_id, sub.event_type), []).append(sub)
+        return self._by_id
+
+    def _check_others(self) -> None:
+        """Forget the in-memory subscriptions if another process wrote the file."""
+        version = self.data_version()
+        if version != self._version:
+            self._version = version
+            self._forget()
+
     def add_subscription(self, extension_id: int, event_type: str, url: str, method: str) -> Subscription:
         try:
             cur = self.db.execute(
@@ -100,6 +138,7 @@ class Store:
             )
         except sqlite3.Error as err:
             raise StoreError(f"cannot save the subscription in {self.path}: {err}") from err
+        self._forget()
         assert cur.lastrowid is not None
         return Subscription(cur.lastrowid, extension_id, event_type, url, method)
 
@@ -123,15 +162,19 @@ class Store:
             "WHERE id = ? AND extension_id = ?",
             (sub.event_type, sub.url, sub.method, sub.id, sub.extension_id),
         )
+        self._forget()
 
     def delete_subscription(self, extension_id: int, sub_id: int) -> bool:
         cur = self.db.execute(
             "DELETE FROM subscriptions WHERE extension_id = ? AND id = ?", (extension_id, sub_id)
         )
+        self._forget()
         return cur.rowcount > 0
 
     def delete_subscriptions(self, extension_id: int) -> int:
-        return self.db.execute("DELETE FROM subscriptions WHERE extension_id = ?", (extension_id,)).rowcount
+        n = self.db.execute("DELETE FROM subscriptions WHERE extension_id = ?", (extension_id,)).rowcount
+        self._forget()
+        return n
 
     def count(self, extension_id: int | None = None) -> int:
         if extension_id is None:
@@ -143,43 +186,56 @@ class Store:
         return int(row[0])
 
     def matching(self, extension_id: int, event_type: str) -> list[Subscription]:
-        """Enabled subscriptions that an event of this extension and type goes to."""
-        rows = self.db.execute(
-            f"SELECT {self._COLS} FROM subscriptions "
-            "WHERE extension_id = ? AND event_type = ? AND enabled = 1 ORDER BY id",
-            (extension_id, event_type),
-        )
-        return [self._sub(r) for r in rows]
+        """Enabled subscriptions that an event of this extension and type goes to (in id order)."""
+        self._subscriptions()
+        return list(self._by_key.get((extension_id, event_type), ()))
+
+    def subscription_by_id(self, sub_id: int) -> Subscription | None:
+        """Any subscription (enabled or not) by id, from memory."""
+        return self._subscriptions().get(sub_id)
 
     # ---- outbox ----------------------------------------------------------------------
 
-    def enqueue(self, extension_id: int, event: dict[str, Any]) -> list[int]:
+    def enqueue(self, extension_id: int, event: dict[str, Any]) -> list[Delivery]:
         """Commit an event and one pending delivery per matching subscription, atomically.
 
-        Returns the delivery ids. This is the durability point: nothing is sent before it.
+        Returns the deliveries. This is the durability point: nothing is sent before it.
         """
+        return self.enqueue_many([(extension_id, event)])
+
+    def enqueue_many(self, events: Iterable[tuple[int, dict[str, Any]]]) -> list[Delivery]:
+        """Commit events, each with one pending delivery per matching subscription, in one
+        transaction (all or none). Returns the deliveries, in commit order."""
         try:
-            self.db.execute("BEGIN IMMEDIATE")
+            self._check_others()
+            self._subscriptions()
+            by_key = self._by_key
+            execute = self.db.execute
+            out: list[Delivery] = []
+            execute("BEGIN IMMEDIATE")
             try:
-                cur = self.db.execute(
-                    "INSERT INTO events (extension_id, event_type, payload) VALUES (?, ?, ?)",
-                    (extension_id, event["EventType"], json.dumps(event, ensure_ascii=False)),
-                )
-                event_id = cur.lastrowid
-                ids = []
-                for sub in self.matching(extension_id, event["EventType"]):
-                    c = self.db.execute(
-                        "INSERT INTO deliveries (event_id, subscription_id) VALUES (?, ?)", (event_id, sub.id)
+                for extension_id, event in events:
+                    kind = event["EventType"]
+                    cur = execute(
+                        "INSERT INTO events (extension_id, event_type, payload) VALUES (?, ?, ?)",
+                        (extension_id, kind, json.dumps(event, ensure_ascii=False)),
                     )
-                    assert c.lastrowid is not None
-                    ids.append(c.lastrowid)
-                self.db.execute("COMMIT")
+                    event_id = cur.lastrowid
+                    assert event_id is not None
+                    for sub in by_key.get((extension_id, kind), ()):
+                        c = execute(
+                            "INSERT INTO deliveries (event_id, subscription_id) VALUES (?, ?)",
+                            (event_id, sub.id),
+                        )
+                        assert c.lastrowid is not None
+                        out.append(Delivery(c.lastrowid, event_id, sub.id, 0, 0.0, event))
+                execute("COMMIT")
             except BaseException:
-                self.db.execute("ROLLBACK")
+                execute("ROLLBACK")
                 raise
         except sqlite3.Error as err:
             raise StoreError(f"cannot commit the event to {self.path}: {err}") from err
-        return ids
+        return out
 
     def count_deliveries(self, state: str) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM deliveries WHERE state = ?", (state,)).fetchone()[0])
@@ -194,37 +250,58 @@ class Store:
         return None
 
     def pending_subscriptions(self) -> list[int]:
-        rows = self.db.execute("SELECT DISTINCT subscription_id FROM deliveries WHERE state = 'pending'")
+        """The subscriptions that have pending deliveries (one index scan per subscription)."""
+        rows = self.db.execute(
+            "WITH RECURSIVE s(id) AS ("
+            " SELECT MIN(subscription_id) FROM deliveries WHERE state = 'pending'"
+            " UNION ALL SELECT (SELECT MIN(subscription_id) FROM deliveries"
+            "  WHERE state = 'pending' AND subscription_id > s.id) FROM s WHERE s.id IS NOT NULL"
+            ") SELECT id FROM s WHERE id IS NOT NULL"
+        )
         return [r[0] for r in rows]
+
+    def pending(self, subscription_id: int, limit: int) -> list[Delivery]:
+        """The oldest ``limit`` pending deliveries of a subscription, oldest first."""
+        rows = self.db.execute(
+            "SELECT d.id, d.event_id, d.subscription_id, d.attempts, d.next_at, e.payload "
+            "FROM deliveries d JOIN events e ON e.id = d.event_id "
+            "WHERE d.subscription_id = ? AND d.state = 'pending' ORDER BY d.id LIMIT ?",
+            (subscription_id, limit),
+        )
+        return [Delivery(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
 
     def next_pending(self, subscription_id: int) -> Delivery | None:
         """The oldest pending delivery of a subscription (deliveries go out in order)."""
-        row = self.db.execute(
-            "SELECT d.id, d.event_id, d.subscription_id, d.attempts, d.next_at, e.payload "
-            "FROM deliveries d JOIN events e ON e.id = d.event_id "
-            "WHERE d.subscription_id = ? AND d.state = 'pending' ORDER BY d.id LIMIT 1",
-            (subscription_id,),
-        ).fetchone()
-        if row is None:
-            return None
-        return Delivery(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]))
-
-    def subscription_by_id(self, sub_id: int) -> Subscription | None:
-        row = self.db.execute(f"SELECT {self._COLS} FROM subscriptions WHERE id = ?", (sub_id,)).fetchone()
-        return self._sub(row) if row else None
+        found = self.pending(subscription_id, 1)
+        return found[0] if found else None
 
     def mark(self, delivery_id: int, state: str, attempts: int, next_at: float = 0.0,
              status: int | None = None, error: str | None = None) -> None:  # fmt: skip
-        self.db.execute(
-            "UPDATE deliveries SET state = ?, attempts = ?, next_at = ?, last_status = ?, last_error = ? "
-            "WHERE id = ?",
-            (state, attempts, next_at, status, error, delivery_id),
-        )
+        self.mark_many([(state, attempts, next_at, status, error, delivery_id)])
+
+    def mark_many(self, marks: list[Mark]) -> None:
+        """Record delivery outcomes ``(state, attempts, next_at, status, error, delivery id)``
+        in one transaction."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.executemany(
+                    "UPDATE deliveries SET state = ?, attempts = ?, next_at = ?, last_status = ?, "
+                    "last_error = ? WHERE id = ?",
+                    marks,
+                )
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot record delivery outcomes in {self.path}: {err}") from err
 
     def disable_subscription(self, sub_id: int, reason: str) -> None:
         self.db.execute(
             "UPDATE subscriptions SET enabled = 0, disabled_reason = ? WHERE id = ?", (reason, sub_id)
         )
+        self._forget()
 
     def deliveries(self, state: str) -> list[dict[str, Any]]:
         """Deliveries in a state, for inspection (failed ones, mostly)."""
@@ -248,6 +325,11 @@ class Store:
             f"WHERE state = 'failed' AND id IN ({marks})",
             delivery_ids,
         ).rowcount
+
+
+#: one delivery outcome for :meth:`Store.mark_many`:
+#: ``(state, attempts, next_at, last_status, last_error, delivery id)``
+Mark = tuple[str, int, float, int | None, str | None, int]
 
 
 @dataclass(frozen=True, slots=True)

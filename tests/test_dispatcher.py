@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from dataclasses import replace as dataclass_replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -217,3 +218,78 @@ async def test_guarded_resolver_drops_internal_addresses() -> None:
     assert {r["host"] for r in await allowed.resolve("localhost", 80)} <= {"127.0.0.1", "::1"}
     await guard.close()
     await allowed.close()
+
+
+async def test_pushed_deliveries_are_sent_without_reading_the_store(receivers: Any, store: Store) -> None:
+    """What enqueue_many returns goes straight to push(); outcomes reach the store by idle()."""
+    recs, base = receivers
+    store.add_subscription(175, "hangup", f"{base}/a", "POST")
+    store.add_subscription(176, "hangup", f"{base}/b", "POST")
+    async with aiohttp.ClientSession() as session:
+        d = Dispatcher(store, FAST, session)
+        pushed = store.enqueue_many([(175, event(1)), (176, event(2)), (175, event(3))])
+        assert [p.subscription_id for p in pushed] == [1, 2, 1] and pushed[0].event["CallID"] == "call-1"
+        d.push(pushed)
+        await asyncio.wait_for(d.idle(), 20)
+    assert [g["fields"]["CallID"] for g in recs["a"].got] == ["call-1", "call-3"]
+    assert len(store.deliveries("delivered")) == 3 and store.deliveries("pending") == []
+
+
+async def test_a_backlog_beyond_the_window_waits_in_the_store(receivers: Any, store: Store,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Past WINDOW queued deliveries, the rest is read back from the store, in order, once each."""
+    monkeypatch.setattr(Dispatcher, "WINDOW", 3)
+    recs, base = receivers
+    store.add_subscription(175, "hangup", f"{base}/a", "POST")
+    async with aiohttp.ClientSession() as session:
+        d = Dispatcher(store, FAST, session)
+        for n in range(10):
+            d.push(store.enqueue(175, event(n)))
+        await asyncio.wait_for(d.idle(), 20)
+    assert [g["fields"]["CallID"] for g in recs["a"].got] == [f"call-{n}" for n in range(10)]
+
+
+async def test_retry_from_another_process_is_picked_up(receivers: Any, tmp_path: Path) -> None:
+    """`ami-bridge deliveries --retry` writes the file from another process: the running
+    dispatcher notices (data_version) and sends the delivery again."""
+    recs, base = receivers
+    store = Store(tmp_path / "bridge.db")
+    store.add_subscription(175, "hangup", f"{base}/a", "GET")
+    recs["a"].script = [404]
+    async with aiohttp.ClientSession() as session:
+        d = Dispatcher(store, FAST, session)
+        d.WATCH_INTERVAL = 0.05
+        d.start()
+        d.push(store.enqueue(175, event(1)))
+        await asyncio.wait_for(d.idle(), 20)
+        assert len(store.deliveries("failed")) == 1
+        other = Store(tmp_path / "bridge.db")  # as the CLI would
+        assert other.retry_failed() == 1
+        other.close()
+        for _ in range(100):
+            if len(recs["a"].got) == 2:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.wait_for(d.idle(), 20)
+        await d.close()
+    assert len(recs["a"].got) == 2 and len(store.deliveries("delivered")) == 1
+
+
+def test_subscription_cache_follows_every_write(tmp_path: Path) -> None:
+    """matching() comes from memory, yet sees adds, updates, disables and deletes, and those
+    of another process."""
+    store = Store(tmp_path / "bridge.db")
+    a = store.add_subscription(175, "hangup", "http://x/a", "GET")
+    assert store.matching(175, "hangup") == [a]
+    b = store.add_subscription(175, "hangup", "http://x/b", "GET")
+    assert store.matching(175, "hangup") == [a, b]
+    store.update_subscription(dataclass_replace(b, event_type="answer"))
+    assert store.matching(175, "hangup") == [a] and store.matching(175, "answer")[0].url == "http://x/b"
+    store.disable_subscription(a.id, "test")
+    assert store.matching(175, "hangup") == [] and store.enqueue(175, event(1)) == []
+    other = Store(tmp_path / "bridge.db")
+    c = other.add_subscription(175, "hangup", "http://x/c", "GET")
+    other.close()
+    assert [d.subscription_id for d in store.enqueue(175, event(2))] == [c.id]
+    assert store.delete_subscriptions(175) == 3 and store.matching(175, "answer") == []
+    store.close()

@@ -175,3 +175,13 @@ class AmiSource:
     async def __aiter__(self) -> AsyncIterator[SourceItem]:
         while True:
             yield await self.queue.get()
+
+    def drain(self, limit: int) -> list[SourceItem]:
+        """Up to ``limit`` items already queued, without waiting (for taking them as a batch)."""
+        items: list[SourceItem] = []
+        while len(items) < limit:
+            try:
+                items.append(self.queue.get_nowait())
+            except asyncio.QueueEmpty:
+                break
+        return items

@@ -13,24 +13,39 @@ classified (wazo-webhookd's policy):
 
 State lives in the store, so a restart (even ``kill -9``) resumes where it stopped;
 a delivery interrupted mid-request is sent again with the same idempotency key.
+
+The hot path does not read the store: the daemon commits a batch of events and hands
+the deliveries :meth:`Store.enqueue_many` returned to :meth:`Dispatcher.push`, which
+queues them in memory per subscription (at most ``WINDOW`` each: past that they stay
+in the store only and are read back, oldest first, when the queue has drained).
+Outcomes are recorded in batches (one transaction every ``MARK_DELAY`` seconds or
+``MARK_BATCH`` outcomes, and on :meth:`Dispatcher.idle` / :meth:`Dispatcher.close`): a
+``kill -9`` can lose the last few, and those deliveries are sent again (with the same
+key) by the next process, which at-least-once allows. The store is read at start and
+by :meth:`Dispatcher.wake`, which picks up pending deliveries not queued here (the
+API's retry of failed ones); :meth:`Dispatcher.start` also calls it when another
+process has written the store (``ami-bridge deliveries --retry``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
 import aiohttp
+from yarl import URL
 
 from bridge.config import DeliveryConfig
 from bridge.delivery.guard import SsrfBlocked, parse_networks, refusal
 from bridge.delivery.request import WebhookRequest, build_request
-from bridge.store import Delivery, Store
+from bridge.store import Delivery, Mark, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +68,28 @@ def _blocked(err: BaseException) -> SsrfBlocked | None:
     return None
 
 
+class _Queue:
+    """One subscription's deliveries waiting here, oldest first, and its worker."""
+
+    __slots__ = ("items", "spilled", "task")
+
+    def __init__(self) -> None:
+        self.items: deque[Delivery] = deque()
+        #: the store holds pending deliveries of this subscription that are not in items
+        self.spilled = False
+        self.task: asyncio.Task[None] | None = None
+
+
 class Dispatcher:
+    #: deliveries queued in memory per subscription (more wait in the store)
+    WINDOW = 1000
+    #: outcomes are written at most this many seconds after they are known...
+    MARK_DELAY = 0.005
+    #: ... or as soon as this many are waiting
+    MARK_BATCH = 500
+    #: how often :meth:`start` checks whether another process wrote the store
+    WATCH_INTERVAL = 1.0
+
     def __init__(
         self,
         store: Store,
@@ -68,54 +104,171 @@ class Dispatcher:
         self.session = session
         self.clock = clock
         self.rng = rng or random.Random()
-        self._workers: dict[int, asyncio.Task[None]] = {}
+        self._queues: dict[int, _Queue] = {}
+        #: ids of the deliveries queued here or in flight (never read back from the store)
+        self._known: set[int] = set()
+        self._marks: list[Mark] = []
+        self._flush_at: asyncio.TimerHandle | None = None
+        self._watch: asyncio.Task[None] | None = None
         self._sem = asyncio.Semaphore(config.concurrency)
         self.outcomes: dict[str, int] = {"delivered": 0, "retry": 0, "failed": 0, "disabled": 0}
         #: called with seconds from the event's EventTime to the receiver's 2xx
         self.on_delivered = on_delivered
         self.allow = parse_networks(config.allow_networks)
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout,
+                                              sock_read=config.read_timeout)  # fmt: skip
+        #: the SSRF refusal of each URL's IP literal host (None: a name, or allowed)
+        self._literal: dict[str, str | None] = {}
+        #: subscription URLs parsed once (POST requests go to the URL as it is)
+        self._urls: dict[str, URL] = {}
+
+    # ---- queueing --------------------------------------------------------------------
+
+    def push(self, deliveries: Iterable[Delivery]) -> None:
+        """Queue deliveries just committed (as :meth:`Store.enqueue_many` returned them)."""
+        for d in deliveries:
+            q = self._queues.get(d.subscription_id)
+            if q is None:
+                q = self._queues[d.subscription_id] = _Queue()
+            if q.spilled or len(q.items) >= self.WINDOW:
+                q.spilled = True  # read back from the store when the queue has drained
+            else:
+                q.items.append(d)
+                self._known.add(d.id)
+            if q.task is None or q.task.done():
+                q.task = asyncio.ensure_future(self._work(d.subscription_id, q))
 
     def wake(self) -> None:
-        """Start a worker for every subscription that has pending deliveries."""
+        """Read the store for pending deliveries not queued here (what a previous process
+        left, failed ones put back by the API or the CLI) and send them."""
+        self.flush()
         for sub_id in self.store.pending_subscriptions():
-            task = self._workers.get(sub_id)
-            if task is None or task.done():
-                self._workers[sub_id] = asyncio.ensure_future(self._work(sub_id))
+            q = self._queues.get(sub_id)
+            if q is None:
+                q = self._queues[sub_id] = _Queue()
+            self._load(sub_id, q)
+            if q.items and (q.task is None or q.task.done()):
+                q.task = asyncio.ensure_future(self._work(sub_id, q))
+
+    def _load(self, sub_id: int, q: _Queue) -> None:
+        """Merge the subscription's oldest pending deliveries from the store into its queue
+        (outcomes are flushed before, so none of those is already sent)."""
+        rows = self.store.pending(sub_id, self.WINDOW)
+        new = [d for d in rows if d.id not in self._known]
+        q.spilled = len(rows) >= self.WINDOW  # maybe more than the window: look again once drained
+        if not new:
+            return
+        merged = sorted([*q.items, *new], key=lambda d: d.id)
+        for d in merged[self.WINDOW :]:  # the newest, beyond the window, wait in the store
+            self._known.discard(d.id)
+            q.spilled = True
+        q.items = deque(merged[: self.WINDOW])
+        self._known.update(d.id for d in q.items)
+
+    def start(self) -> None:
+        """Resume what the store holds, then watch it for writes of other processes."""
+        self.wake()
+        if self._watch is None:
+            self._watch = asyncio.ensure_future(self._watch_store())
+
+    async def _watch_store(self) -> None:
+        version = self.store.data_version()
+        while True:
+            await asyncio.sleep(self.WATCH_INTERVAL)
+            try:
+                now = self.store.data_version()
+                if now != version:
+                    version = now
+                    self.wake()
+            except StoreError as err:
+                log.error("cannot read the store: %s", err)
 
     async def idle(self) -> None:
-        """Wait until every worker has nothing left to send now."""
-        while any(not t.done() for t in self._workers.values()):
-            await asyncio.gather(*self._workers.values(), return_exceptions=True)
+        """Wait until every worker has nothing left to send now (outcomes written)."""
+        while True:
+            tasks = [q.task for q in self._queues.values() if q.task is not None and not q.task.done()]
+            if not tasks:
+                break
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self.flush()
 
     async def close(self) -> None:
-        for task in self._workers.values():
+        if self._watch is not None:
+            self._watch.cancel()
+        tasks = [q.task for q in self._queues.values() if q.task is not None]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._workers.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.flush()
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+            self._flush_at = None
+
+    # ---- outcomes --------------------------------------------------------------------
+
+    def _mark(self, delivery_id: int, state: str, attempts: int, next_at: float = 0.0,
+              status: int | None = None, error: str | None = None) -> None:  # fmt: skip
+        self._marks.append((state, attempts, next_at, status, error, delivery_id))
+        if len(self._marks) >= self.MARK_BATCH:
+            self.flush()
+        elif self._flush_at is None:
+            self._flush_at = asyncio.get_running_loop().call_later(self.MARK_DELAY, self.flush)
+
+    def flush(self) -> None:
+        """Write the outcomes known so far, in one transaction."""
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+            self._flush_at = None
+        if not self._marks:
+            return
+        marks, self._marks = self._marks, []
+        try:
+            self.store.mark_many(marks)
+        except StoreError as err:  # kept, tried again; sent again after a restart if never written
+            log.error("%s; retrying in 1 s", err)
+            self._marks[:0] = marks
+            self._flush_at = asyncio.get_running_loop().call_later(1.0, self.flush)
+
+    # ---- sending ---------------------------------------------------------------------
 
     def backoff(self, attempts: int) -> float:
         cap = min(self.config.backoff_max, self.config.backoff_initial * 2 ** (attempts - 1))
         return self.rng.uniform(cap / 2, cap)
 
-    async def _work(self, sub_id: int) -> None:
+    async def _work(self, sub_id: int, q: _Queue) -> None:
         while True:
-            delivery = self.store.next_pending(sub_id)
-            if delivery is None:
-                return
+            if not q.items:
+                if not q.spilled:
+                    return
+                self.flush()
+                self._load(sub_id, q)
+                if not q.items:
+                    return
+            delivery = q.items.popleft()
             wait = delivery.next_at - self.clock()
             if wait > 0:
                 await asyncio.sleep(wait)
-            await self._attempt(delivery)
+            again = await self._attempt(delivery)
+            if again is not None:
+                q.items.appendleft(again)  # its retry goes before anything newer
+            else:
+                self._known.discard(delivery.id)
 
     async def _send(
         self, req: WebhookRequest, timeout: aiohttp.ClientTimeout
     ) -> tuple[int | None, str | None]:
         """One HTTP request: (status, None) or (None, what went wrong)."""
+        url = self._urls.get(req.url)
+        if url is None:
+            url = URL(req.url)
+            if req.method != "GET" and len(self._urls) < 10_000:
+                self._urls[req.url] = url
         try:
             async with (
                 asyncio.timeout(self.config.total_timeout),
                 self.session.request(
                     req.method,
-                    req.url,
+                    url,
                     data=req.body or None,
                     headers=req.headers,
                     timeout=timeout,
@@ -128,46 +281,63 @@ class Dispatcher:
             blocked = _blocked(err)
             return None, str(blocked) if blocked else f"{type(err).__name__}: {err}"
 
-    async def _attempt(self, d: Delivery) -> None:
+    def _literal_refusal(self, url: str) -> str | None:
+        """Why the URL's host, when an IP literal, is refused (aiohttp does not resolve IP
+        literals, so its resolver cannot guard them); None for names and allowed ones."""
+        if url not in self._literal:
+            if len(self._literal) >= 10_000:
+                self._literal.clear()  # subscriptions come and go: never grow without bound
+            host = (urlsplit(url).hostname or "").strip("[]")
+            self._literal[url] = refusal(host, self.allow) if _is_ip(host) else None
+        return self._literal[url]
+
+    async def _attempt(self, d: Delivery) -> Delivery | None:
+        """One attempt; the delivery to try again later (a retry), or None when it is done."""
         sub = self.store.subscription_by_id(d.subscription_id)
         if sub is None or not sub.enabled:
-            self.store.mark(d.id, "failed", d.attempts, error="subscription deleted or disabled")
+            self._mark(d.id, "failed", d.attempts, error="subscription deleted or disabled")
             self.outcomes["failed"] += 1
-            return
+            return None
         req = build_request(sub.method, sub.url, d.event, d.idempotency_key, self.config.secret,
                             int(self.clock()))  # fmt: skip
         attempts = d.attempts + 1
         status: int | None = None
         error: str | None = None
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.config.connect_timeout,
-                                        sock_read=self.config.read_timeout)  # fmt: skip
         started = time.monotonic()
-        host = (urlsplit(req.url).hostname or "").strip("[]")
-        # aiohttp does not resolve IP literals, so its resolver cannot guard them
-        literal = refusal(host, self.allow) if _is_ip(host) else None
+        literal = self._literal_refusal(sub.url)  # the subscription's URL: GET adds a query
         async with self._sem:
             if literal:
                 error = f"refused by the SSRF guard: {literal} (allow it with delivery.allow_networks)"
             else:
-                status, error = await self._send(req, timeout)
+                status, error = await self._send(req, self._timeout)
         took = time.monotonic() - started
+        again: Delivery | None = None
         if status is not None and 200 <= status < 300:
-            self.store.mark(d.id, "delivered", attempts, status=status)
+            self._mark(d.id, "delivered", attempts, status=status)
             outcome = "delivered"
             event_time = d.event.get("EventTime")
             if self.on_delivered is not None and isinstance(event_time, int):
                 self.on_delivered(max(0.0, self.clock() - event_time / 1e6))
         elif status == 410:
             self.store.disable_subscription(sub.id, "receiver answered 410 Gone")
-            self.store.mark(d.id, "failed", attempts, status=status, error="410 Gone: subscription disabled")
+            self._mark(d.id, "failed", attempts, status=status, error="410 Gone: subscription disabled")
             outcome = "disabled"
         elif (status is None or status == 429 or status >= 500) and attempts < self.config.max_attempts \
                 and not (error or "").startswith("refused by the SSRF guard"):  # fmt: skip
-            self.store.mark(d.id, "pending", attempts, self.clock() + self.backoff(attempts), status, error)
+            next_at = self.clock() + self.backoff(attempts)
+            self._mark(d.id, "pending", attempts, next_at, status, error)
+            again = dataclasses.replace(d, attempts=attempts, next_at=next_at)
             outcome = "retry"
         else:
-            self.store.mark(d.id, "failed", attempts, status=status, error=error or f"HTTP {status}")
+            self._mark(d.id, "failed", attempts, status=status, error=error or f"HTTP {status}")
             outcome = "failed"
         self.outcomes[outcome] += 1
-        log.info("delivery %s to subscription %s: %s (status %s, attempt %s, %.3f s)%s",
-                 d.id, sub.id, outcome, status, attempts, took, f": {error}" if error else "")  # fmt: skip
+        if outcome == "delivered":
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("delivery %s to subscription %s: delivered (status %s, attempt %s, %.3f s)",
+                          d.id, sub.id, status, attempts, took)  # fmt: skip
+        else:
+            log.log(logging.INFO if outcome == "retry" else logging.WARNING,
+                    "delivery %s to subscription %s: %s (status %s, attempt %s, %.3f s)%s",
+                    d.id, sub.id, outcome, status, attempts, took, f": {error}" if error else "")  # fmt: skip
+        return again
