@@ -1,18 +1,37 @@
-"""Benchmark: events delivered per second and AMI-to-receiver latency, against a baseline.
+"""Benchmark: the whole pipeline end to end, AMI in to webhooks out, against a baseline.
 
-    .venv/bin/python bench/delivery.py [--calls 200] [--rate 50] [--runs 3]
+    .venv/bin/python bench/delivery.py [--calls 1000] [--rate 200] [--tput-calls 5000]
+                                       [--tput-rate 500] [--runs 3] [--profile DIR]
 
-Three things run on loopback:
-  * a receiver in its own process (bench/receiver_proc.py);
-  * the demo's AMI replay server (bridge.demo.ReplayServer) sending a real lab fixture
-    (internal-answered-caller-hangup) CALLS times at RATE calls/s, each copy with fresh
-    Uniqueids and every Timestamp rewritten to the moment it is sent;
-  * the bridge daemon (in this process) subscribed with every event type of the two
-    phones (POST), so each call is 6 requests.
-Latency = receive time at the receiver - the event's EventTime (= when the AMI server
-sent the event that caused it). The baseline sends the same number of POSTs with a
-plain aiohttp client loop (same concurrency), latency = receive - send time.
-Results: medians over --runs runs, printed as a table.
+Three processes besides this one, all on loopback:
+  * the AMI server: bench/replay_proc.py, i.e. bridge.demo.ReplayServer playing a mix of
+    real lab recordings (MIX below: internal calls answered and busy, a queue with Local
+    members, an inbound DID call recorded, an IVR to a phone, an outbound call), RATE
+    calls per second, each copy with fresh Uniqueids and every Timestamp set to the
+    moment it is sent;
+  * the daemon, ``python -m bridge run --config ...`` (what systemd runs), configured
+    with the lab's extensions (fixtures/lab.yaml) and subscribed (POST) to every event
+    type of every extension: 63 subscriptions, about 6 requests per call;
+  * the receiver: bench/receiver_proc.py.
+
+Two modes, each run --runs times (medians are printed):
+  * latency: CALLS calls at RATE calls/s (default 200);
+  * throughput: TPUT_CALLS calls offered at TPUT_RATE calls/s (default 500, about 53,000
+    AMI messages/s); "AMI msg/s" is then what the pipeline sustained end to end.
+After each bridge run the baseline posts the same number of requests to the same
+receiver with a plain aiohttp client loop (50 at a time, as fast as it can).
+
+Columns: delivered requests/s and AMI messages/s, both over the time from the first
+message sent to the last request received (the offered load bounds them); p50/p99 of
+latency = receive time at the receiver - the event's EventTime (= when the AMI server
+sent the message that caused it; baseline: receive - send); the AMI messages/s the
+daemon itself counted (``ami_bridge_ami_messages_total``: the early filter drops most
+messages unparsed and uncounted); daemon CPU (utime + stime from /proc) per call; the
+daemon's peak RSS (VmHWM).
+
+``--daemon-src DIR`` runs the daemon from another source tree (a before/after
+comparison); ``--profile DIR`` runs the daemon of each mode's first run under cProfile
+and prints its top functions.
 """
 
 from __future__ import annotations
@@ -20,76 +39,199 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import pstats
+import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 import aiohttp
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bridge.config import parse_config  # noqa: E402
-from bridge.daemon import Daemon  # noqa: E402
-from bridge.demo import ReplayServer  # noqa: E402
 from bridge.store import Store  # noqa: E402
 
-FIXTURE = REPO / "fixtures" / "internal-answered-caller-hangup.ami"
+FIXTURES = REPO / "fixtures"
+MIX = ["internal-answered-caller-hangup", "internal-busy", "queue-local-members", "inbound-did-recorded",
+       "ivr-to-phone", "outbound-external"]  # fmt: skip
+EVENT_TYPES = ("dial-in", "dial-out", "answer", "hangup", "voicemail", "message-in", "message-out")
 TOKEN = "bench-token-0123456789abcdef"
+TICK = os.sysconf("SC_CLK_TCK")
+COLUMNS = ("rps", "p50", "p99", "ami_rate", "counted_rate", "cpu_ms_per_call", "rss_mb")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def pct(values: list[int], p: float) -> float:
+    """Percentile of µs values, in ms."""
     if not values:
         return float("nan")
     values = sorted(values)
     return values[min(len(values) - 1, int(p * len(values)))] / 1000.0
 
 
-async def run_bridge(calls: int, rate: float, receiver: str) -> tuple[float, list[int]]:
-    replay = ReplayServer([(FIXTURE.stem, FIXTURE.read_bytes())], passes=calls, rate=rate)
-    port = await replay.start()
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (fields 14 and 15)
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def expected_requests(calls: int) -> int:
+    """One request per event (every event type of every extension is subscribed)."""
+    per_pass = sum(len((FIXTURES / f"{name}.expected.jsonl").read_text().splitlines()) for name in MIX)
+    return -(-calls // len(MIX)) * per_pass
+
+
+@dataclass
+class Result:
+    rps: float
+    p50: float
+    p99: float
+    ami_rate: float = float("nan")
+    counted_rate: float = float("nan")
+    cpu_ms_per_call: float = float("nan")
+    rss_mb: float = float("nan")
+    complete: bool = True
+
+
+def readline_json(stream: IO[bytes], timeout: float) -> dict[str, Any]:
+    import select
+
+    ready, _, _ = select.select([stream], [], [], timeout)
+    if not ready:
+        raise TimeoutError("the replay server said nothing")
+    line = stream.readline()
+    if not line:
+        raise RuntimeError("the replay server exited")
+    doc: dict[str, Any] = json.loads(line)
+    return doc
+
+
+async def metric(session: aiohttp.ClientSession, api: str, name: str) -> float:
+    async with session.get(f"{api}/metrics") as r:
+        for line in (await r.text()).splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return float("nan")
+
+
+async def run_bridge(args: argparse.Namespace, calls: int, rate: float, receiver: str,
+                     profile: Path | None) -> Result:  # fmt: skip
     tmp = Path(tempfile.mkdtemp(prefix="ami-bridge-bench-"))
-    with socket_port() as api_port:
-        pass  # a free port for the API, released for the daemon to bind
-    config = parse_config(f"""
-ami: {{host: 127.0.0.1, port: {port}, username: bridge, secret: x, ping_interval: 3600}}
-extensions:
-  - {{id: 1101, name: "000*101@pbx.example", type: phone, endpoint: "101"}}
-  - {{id: 1102, name: "000*102@pbx.example", type: phone, endpoint: "102"}}
-api: {{listen: "127.0.0.1:{api_port}", tokens: [{{token: {TOKEN}}}]}}
-store: {{path: "{tmp / "bridge.db"}"}}
-delivery: {{allow_networks: ["127.0.0.0/8"]}}
-""")
-    store = Store(config.store.path)
-    for ext in (1101, 1102):
-        for ev in ("dial-in", "dial-out", "answer", "hangup"):
-            store.add_subscription(ext, ev, f"{receiver}/hook", "POST")
+    replay = subprocess.Popen(
+        [sys.executable, str(REPO / "bench" / "replay_proc.py"), "--calls", str(calls), "--rate", str(rate),
+         *(str(FIXTURES / f"{name}.ami") for name in MIX)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )  # fmt: skip
+    assert replay.stdin is not None and replay.stdout is not None
+    ami_port = readline_json(replay.stdout, 20)["port"]
+    api_port = free_port()
+    lab = yaml.safe_load((FIXTURES / "lab.yaml").read_text())
+    config = {
+        "ami": {"host": "127.0.0.1", "port": ami_port, "username": "bridge", "secret": "x",
+                "ping_interval": 3600},
+        "extensions": lab["extensions"],
+        "trunks": lab["trunks"],
+        "api": {"listen": f"127.0.0.1:{api_port}", "tokens": [{"token": TOKEN}]},
+        "store": {"path": str(tmp / "bridge.db")},
+        "delivery": {"allow_networks": ["127.0.0.0/8"]},
+    }  # fmt: skip
+    (tmp / "bridge.yaml").write_text(yaml.safe_dump(config))
+    store = Store(tmp / "bridge.db")
+    for ext in lab["extensions"]:
+        for kind in EVENT_TYPES:
+            store.add_subscription(ext["id"], kind, f"{receiver}/hook", "POST")
     store.close()
-    daemon = Daemon(config)
-    task = asyncio.ensure_future(daemon.run())
-    await replay.logged_in.wait()
-    t0 = time.monotonic()
-    expected = calls * 6
-    async with aiohttp.ClientSession() as s:
-        while True:
-            async with s.get(f"{receiver}/stats") as r:
+    cmd = [sys.executable, "-m", "bridge", "run", "--config", str(tmp / "bridge.yaml")]
+    if profile is not None:
+        cmd[1:1] = ["-m", "cProfile", "-o", str(profile)]
+    log = open(tmp / "daemon.log", "wb")  # noqa: SIM115
+    daemon = subprocess.Popen(cmd, cwd=args.daemon_src, stderr=log)
+    expected = expected_requests(calls)
+    api = f"http://127.0.0.1:{api_port}"
+    try:
+        readline_json(replay.stdout, 30)  # logged in
+        async with aiohttp.ClientSession() as s:
+            for _ in range(300):
+                try:
+                    async with s.get(f"{api}/health") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+            async with s.get(f"{receiver}/stats?reset=1&count=1") as r:
+                await r.read()
+            counted0 = await metric(s, api, "ami_bridge_ami_messages_total")
+            cpu0 = cpu_seconds(daemon.pid)
+            replay.stdin.write(b"go\n")
+            replay.stdin.flush()
+            done = await asyncio.get_running_loop().run_in_executor(None, readline_json, replay.stdout, 600)
+            seen, since = -1, time.monotonic()
+            while True:  # until every request arrived, or nothing more for 15 s
+                async with s.get(f"{receiver}/stats?count=1") as r:
+                    n = (await r.json())["n"]
+                if n >= expected or time.monotonic() - since > 15:
+                    break
+                if n != seen:
+                    seen, since = n, time.monotonic()
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)  # anything beyond the expected (duplicates) shows up too
+            cpu1 = cpu_seconds(daemon.pid)
+            counted1 = await metric(s, api, "ami_bridge_ami_messages_total")
+            rss = peak_rss_mb(daemon.pid)
+            async with s.get(f"{receiver}/stats?reset=1") as r:
                 got = await r.json()
-            if len(got) >= expected or time.monotonic() - t0 > 120:
-                break
-            await asyncio.sleep(0.05)
-        elapsed = time.monotonic() - t0
-        async with s.get(f"{receiver}/stats?reset=1") as r:
-            got = await r.json()
-    daemon.stopping.set()
-    await task
-    await replay.close()
-    return len(got) / elapsed, got
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+        log.close()
+        replay.stdin.close()
+        replay.wait(timeout=10)
+    if args.dump is not None:
+        (args.dump / f"latency-{calls}-{rate:g}-{int(time.time())}.json").write_text(json.dumps(got["lat"]))
+    took = got["last"] / 1e6 - done["start"]
+    if got["n"] != expected:
+        print(f"  warning: {got['n']} requests received, {expected} expected (log: {tmp / 'daemon.log'})",
+              file=sys.stderr)  # fmt: skip
+    if profile is not None:
+        print(f"\ndaemon profile ({calls} calls at {rate:g}/s), top 25 by own time:", file=sys.stderr)
+        pstats.Stats(str(profile), stream=sys.stderr).sort_stats("tottime").print_stats(25)
+    return Result(
+        rps=got["n"] / took,
+        p50=pct(got["lat"], 0.5),
+        p99=pct(got["lat"], 0.99),
+        ami_rate=done["sent"] / took,
+        counted_rate=(counted1 - counted0) / took,
+        cpu_ms_per_call=(cpu1 - cpu0) * 1000 / done["calls"],
+        rss_mb=rss,
+        complete=got["n"] >= expected,
+    )
 
 
-async def run_baseline(n: int, concurrency: int, receiver: str) -> tuple[float, list[int]]:
+async def run_baseline(n: int, concurrency: int, receiver: str) -> Result:
     body = "EventType=hangup&CallID=lab-1.0&SubCallID=lab-1.0-1&CallFlow=IN&CallStatus=ANSWER&Duration=1"
     sem = asyncio.Semaphore(concurrency)
     async with aiohttp.ClientSession() as s:
@@ -101,24 +243,14 @@ async def run_baseline(n: int, concurrency: int, receiver: str) -> tuple[float, 
                 async with s.post(f"{receiver}/hook", data=body, headers=headers) as r:
                     await r.read()
 
+        async with s.get(f"{receiver}/stats?reset=1&count=1") as r:
+            await r.read()
         t0 = time.monotonic()
         await asyncio.gather(*(one() for _ in range(n)))
         elapsed = time.monotonic() - t0
         async with s.get(f"{receiver}/stats?reset=1") as r:
             got = await r.json()
-    return n / elapsed, got
-
-
-class socket_port:
-    def __enter__(self) -> int:
-        import socket
-
-        self.s = socket.socket()
-        self.s.bind(("127.0.0.1", 0))
-        return int(self.s.getsockname()[1])
-
-    def __exit__(self, *exc: object) -> None:
-        self.s.close()
+    return Result(n / elapsed, pct(got["lat"], 0.5), pct(got["lat"], 0.99))
 
 
 async def amain(args: argparse.Namespace) -> None:
@@ -127,32 +259,58 @@ async def amain(args: argparse.Namespace) -> None:
     )
     assert proc.stdout is not None
     receiver = f"http://127.0.0.1:{proc.stdout.readline().decode().strip()}"
-    rows: dict[str, list[tuple[float, float, float]]] = {"bridge": [], "baseline": []}
+    modes = {"latency": (args.calls, args.rate), "throughput": (args.tput_calls, args.tput_rate)}
+    rows: dict[str, list[Result]] = {}
     try:
-        for _ in range(args.runs):
-            rps, lat = await run_bridge(args.calls, args.rate, receiver)
-            rows["bridge"].append((rps, pct(lat, 0.5), pct(lat, 0.99)))
-            rps, lat = await run_baseline(args.calls * 6, 50, receiver)
-            rows["baseline"].append((rps, pct(lat, 0.5), pct(lat, 0.99)))
+        for mode, (calls, rate) in modes.items():
+            if calls <= 0:
+                continue
+            for i in range(args.runs):
+                prof = args.profile / f"daemon-{mode}.prof" if args.profile is not None and i == 0 else None
+                rows.setdefault(f"{mode} bridge", []).append(
+                    await run_bridge(args, calls, rate, receiver, prof)
+                )
+                n = expected_requests(calls)
+                rows.setdefault(f"{mode} baseline", []).append(await run_baseline(n, 50, receiver))
     finally:
         proc.terminate()
-    print(f"\n{args.calls} calls at {args.rate:g} calls/s (6 requests per call), median of {args.runs} runs")
-    print(f"{'':10} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8}")
-    med = {k: [statistics.median(x[i] for x in v) for i in range(3)] for k, v in rows.items()}
-    for name, (rps, p50, p99) in med.items():
-        print(f"{name:10} {rps:11.1f} {p50:8.2f} {p99:8.2f}")
+    mix = ", ".join(MIX)
+    print(f"\nmix of {len(MIX)} recordings ({mix}), ~{expected_requests(len(MIX)) / len(MIX):.1f} requests "
+          f"per call; median of {args.runs} runs")  # fmt: skip
     print(
-        "bridge requests/s are bounded by the offered load (rate x 6); the baseline sends as fast as it can."
+        f"latency: {args.calls} calls at {args.rate:g} calls/s; "
+        f"throughput: {args.tput_calls} calls offered at {args.tput_rate:g} calls/s"
     )
-    print(json.dumps({"calls": args.calls, "rate": args.rate, "median": med}))
+    head = ("", "req/s", "p50 ms", "p99 ms", "AMI msg/s", "counted/s", "CPU ms/call", "RSS MB")
+    print(f"{head[0]:20} " + " ".join(f"{h:>11}" for h in head[1:]))
+    summary: dict[str, list[float]] = {}
+    for name, results in rows.items():
+        med = [statistics.median(getattr(r, f) for r in results) for f in COLUMNS]
+        summary[name] = med
+        flag = "" if all(r.complete for r in results) else "  (incomplete: requests missing)"
+        cells = " ".join("          -" if v != v else f"{v:11.1f}" for v in med)
+        print(f"{name:20} {cells}{flag}")
+    print("bridge rates are bounded by the offered load; the baseline sends as fast as it can.")
+    print(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "median": summary}))
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--calls", type=int, default=200)
-    p.add_argument("--rate", type=float, default=50.0)
+    p.add_argument("--calls", type=int, default=1000, help="calls of the latency run (0: skip it)")
+    p.add_argument("--rate", type=float, default=200.0, help="calls/s of the latency run")
+    p.add_argument("--tput-calls", type=int, default=5000, help="calls of the throughput run (0: skip it)")
+    p.add_argument("--tput-rate", type=float, default=500.0, help="calls/s offered in the throughput run")
     p.add_argument("--runs", type=int, default=3)
-    asyncio.run(amain(p.parse_args()))
+    p.add_argument("--daemon-src", type=Path, default=REPO, help="source tree the daemon runs from")
+    p.add_argument("--profile", type=Path, default=None, help="write daemon cProfile output here")
+    p.add_argument(
+        "--dump", type=Path, default=None, help="write each run's latencies (µs, in arrival order) here"
+    )
+    args = p.parse_args()
+    for d in (args.profile, args.dump):
+        if d is not None:
+            d.mkdir(parents=True, exist_ok=True)
+    asyncio.run(amain(args))
 
 
 if __name__ == "__main__":
