@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import time
 from collections import Counter
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from bridge.ami.filter import needs, wanted
@@ -29,6 +29,7 @@ from bridge.config import Config
 from bridge.control import ACTIONS_KEY, TRANSLATOR_KEY
 from bridge.delivery.dispatcher import Dispatcher
 from bridge.delivery.guard import GuardedResolver, parse_networks
+from bridge.delivery.http import WebhookClient
 from bridge.hub import EventHub
 from bridge.hub import add_routes as add_dashboard
 from bridge.mqtt import MqttMirror
@@ -132,15 +133,14 @@ class Daemon:
         config = self.config
         store = Store(config.store.path, config.store.synchronous)
         guard = GuardedResolver(parse_networks(config.delivery.allow_networks))
-        connector = aiohttp.TCPConnector(limit=config.delivery.concurrency, resolver=guard)
-        session = aiohttp.ClientSession(connector=connector)
-        dispatcher = Dispatcher(store, config.delivery, session)
+        client = WebhookClient(resolver=guard)
+        dispatcher = Dispatcher(store, config.delivery, client)
         app = make_app(config, store)
         app[DISPATCHER_KEY] = dispatcher
         translator = Translator(config)
         app[TRANSLATOR_KEY] = translator
         need = needs(config)
-        source = AmiSource(config.ami, want=lambda block: wanted(block, need))
+        source = AmiSource(config.ami, want=functools.partial(wanted, needs=need))
         app[ACTIONS_KEY] = source.action
         mirror = MqttMirror(config.mqtt) if config.mqtt is not None else None
         registry, latency = make_registry(Parts(self.stats, source, translator, store, dispatcher, mirror))
@@ -199,5 +199,6 @@ class Daemon:
                     await asyncio.wait_for(mirror_task, 3)
                 except (TimeoutError, asyncio.CancelledError):
                     log.info("MQTT: %d events not published at stop", len(mirror.buffer))
-            await session.close()
+            await client.close()
+            await guard.close()
             store.close()

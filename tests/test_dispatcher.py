@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from bridge.config import DeliveryConfig
 from bridge.delivery.dispatcher import Dispatcher
+from bridge.delivery.http import WebhookClient
 from bridge.store import Store
 
 LOOPBACK = ["127.0.0.0/8"]
@@ -67,7 +67,7 @@ def event(n: int, kind: str = "hangup") -> dict[str, Any]:
 
 
 async def run(store: Store, config: DeliveryConfig = FAST) -> Dispatcher:
-    async with aiohttp.ClientSession() as session:
+    async with WebhookClient() as session:
         d = Dispatcher(store, config, session)
         d.wake()
         await asyncio.wait_for(d.idle(), 20)
@@ -225,7 +225,7 @@ async def test_pushed_deliveries_are_sent_without_reading_the_store(receivers: A
     recs, base = receivers
     store.add_subscription(175, "hangup", f"{base}/a", "POST")
     store.add_subscription(176, "hangup", f"{base}/b", "POST")
-    async with aiohttp.ClientSession() as session:
+    async with WebhookClient() as session:
         d = Dispatcher(store, FAST, session)
         pushed = store.enqueue_many([(175, event(1)), (176, event(2)), (175, event(3))])
         assert [p.subscription_id for p in pushed] == [1, 2, 1] and pushed[0].event["CallID"] == "call-1"
@@ -241,7 +241,7 @@ async def test_a_backlog_beyond_the_window_waits_in_the_store(receivers: Any, st
     monkeypatch.setattr(Dispatcher, "WINDOW", 3)
     recs, base = receivers
     store.add_subscription(175, "hangup", f"{base}/a", "POST")
-    async with aiohttp.ClientSession() as session:
+    async with WebhookClient() as session:
         d = Dispatcher(store, FAST, session)
         for n in range(10):
             d.push(store.enqueue(175, event(n)))
@@ -256,7 +256,7 @@ async def test_retry_from_another_process_is_picked_up(receivers: Any, tmp_path:
     store = Store(tmp_path / "bridge.db")
     store.add_subscription(175, "hangup", f"{base}/a", "GET")
     recs["a"].script = [404]
-    async with aiohttp.ClientSession() as session:
+    async with WebhookClient() as session:
         d = Dispatcher(store, FAST, session)
         d.WATCH_INTERVAL = 0.05
         d.start()
@@ -292,4 +292,24 @@ def test_subscription_cache_follows_every_write(tmp_path: Path) -> None:
     other.close()
     assert [d.subscription_id for d in store.enqueue(175, event(2))] == [c.id]
     assert store.delete_subscriptions(175) == 3 and store.matching(175, "answer") == []
+    store.close()
+
+
+def test_batched_ids_are_the_ones_in_the_file_and_never_reused(tmp_path: Path) -> None:
+    """enqueue_many hands out ids itself (one executemany per table): they are what the
+    rows carry, they continue after rows written by plain INSERTs, and an id once given
+    is never given again, even after its rows are gone."""
+    store = Store(tmp_path / "ids.db")
+    sub = store.add_subscription(175, "hangup", "http://127.0.0.1:9/x", "POST")
+    first = store.enqueue_many([(175, event(1)), (175, event(2)), (999, event(3))])
+    assert [(d.id, d.event_id) for d in first] == [(1, 1), (2, 2)]
+    store.db.execute("INSERT INTO events (extension_id, event_type, payload) VALUES (1, 'x', '{}')")  # id 4
+    store.db.execute("DELETE FROM deliveries")
+    store.db.execute("DELETE FROM events WHERE id = 4")
+    later = store.enqueue_many([(175, event(4))])
+    assert [(d.id, d.event_id, d.subscription_id) for d in later] == [(3, 5, sub.id)]
+    rows = store.db.execute(
+        "SELECT d.id, e.id, e.payload FROM deliveries d JOIN events e ON e.id = d.event_id"
+    )
+    assert [(r[0], r[1], '"CallID": "call-4"' in r[2]) for r in rows] == [(3, 5, True)]
     store.close()

@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from bridge.config import DeliveryConfig
 from bridge.delivery.dispatcher import Dispatcher
+from bridge.delivery.http import WebhookClient
 from bridge.store import Store
 
 CONFIG = DeliveryConfig(backoff_initial=0.05, backoff_max=0.1, max_attempts=2, read_timeout=0.5,
@@ -98,7 +98,7 @@ async def test_misbehaving_receiver_is_handled(base: Any, tmp_path: Path, path: 
     store.add_subscription(175, "hangup", url + "/good", "POST")
     store.enqueue(175, {"EventType": "hangup", "CallID": "c1", "EventTime": 1})
     started = time.monotonic()
-    async with aiohttp.ClientSession() as session:
+    async with WebhookClient() as session:
         d = Dispatcher(store, CONFIG, session)
         d.wake()
         await asyncio.wait_for(d.idle(), 30)
@@ -118,7 +118,7 @@ async def test_huge_response_is_not_read_whole(base: Any, tmp_path: Path) -> Non
     store.add_subscription(175, "hangup", url + "/huge", "POST")
     store.enqueue(175, {"EventType": "hangup", "CallID": "c1", "EventTime": 1})
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    async with aiohttp.ClientSession() as session:
+    async with WebhookClient() as session:
         d = Dispatcher(store, CONFIG, session)
         d.wake()
         await asyncio.wait_for(d.idle(), 30)

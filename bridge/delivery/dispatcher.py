@@ -39,11 +39,9 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
-import aiohttp
-from yarl import URL
-
 from bridge.config import DeliveryConfig
 from bridge.delivery.guard import SsrfBlocked, parse_networks, refusal
+from bridge.delivery.http import HttpError, WebhookClient
 from bridge.delivery.request import WebhookRequest, build_request
 from bridge.store import Delivery, Mark, Store, StoreError
 
@@ -56,16 +54,6 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _blocked(err: BaseException) -> SsrfBlocked | None:
-    """The SSRF refusal behind an aiohttp connection error, if that is what it was."""
-    seen: BaseException | None = err
-    while seen is not None:
-        if isinstance(seen, SsrfBlocked):
-            return seen
-        seen = getattr(seen, "os_error", None) or seen.__cause__
-    return None
 
 
 class _Queue:
@@ -94,14 +82,14 @@ class Dispatcher:
         self,
         store: Store,
         config: DeliveryConfig,
-        session: aiohttp.ClientSession,
+        client: WebhookClient,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         on_delivered: Callable[[float], None] | None = None,
     ) -> None:
         self.store = store
         self.config = config
-        self.session = session
+        self.client = client
         self.clock = clock
         self.rng = rng or random.Random()
         self._queues: dict[int, _Queue] = {}
@@ -115,12 +103,8 @@ class Dispatcher:
         #: called with seconds from the event's EventTime to the receiver's 2xx
         self.on_delivered = on_delivered
         self.allow = parse_networks(config.allow_networks)
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout,
-                                              sock_read=config.read_timeout)  # fmt: skip
         #: the SSRF refusal of each URL's IP literal host (None: a name, or allowed)
         self._literal: dict[str, str | None] = {}
-        #: subscription URLs parsed once (POST requests go to the URL as it is)
-        self._urls: dict[str, URL] = {}
 
     # ---- queueing --------------------------------------------------------------------
 
@@ -254,36 +238,24 @@ class Dispatcher:
             else:
                 self._known.discard(delivery.id)
 
-    async def _send(
-        self, req: WebhookRequest, timeout: aiohttp.ClientTimeout
-    ) -> tuple[int | None, str | None]:
+    async def _send(self, req: WebhookRequest) -> tuple[int | None, str | None]:
         """One HTTP request: (status, None) or (None, what went wrong)."""
-        url = self._urls.get(req.url)
-        if url is None:
-            url = URL(req.url)
-            if req.method != "GET" and len(self._urls) < 10_000:
-                self._urls[req.url] = url
         try:
-            async with (
-                asyncio.timeout(self.config.total_timeout),
-                self.session.request(
-                    req.method,
-                    url,
-                    data=req.body or None,
-                    headers=req.headers,
-                    timeout=timeout,
-                    allow_redirects=False,
-                ) as resp,
-            ):
-                await resp.content.read(65536)  # read a little, never a huge body
-                return resp.status, None
-        except (aiohttp.ClientError, TimeoutError) as err:
-            blocked = _blocked(err)
-            return None, str(blocked) if blocked else f"{type(err).__name__}: {err}"
+            async with asyncio.timeout(self.config.total_timeout):
+                status = await self.client.request(
+                    req.method, req.url, req.headers, req.body,
+                    connect_timeout=self.config.connect_timeout, read_timeout=self.config.read_timeout,
+                    max_body=65536,  # read a little, never a huge body
+                )  # fmt: skip
+            return status, None
+        except SsrfBlocked as err:
+            return None, str(err)
+        except (HttpError, OSError, TimeoutError) as err:
+            return None, f"{type(err).__name__}: {err}"
 
     def _literal_refusal(self, url: str) -> str | None:
-        """Why the URL's host, when an IP literal, is refused (aiohttp does not resolve IP
-        literals, so its resolver cannot guard them); None for names and allowed ones."""
+        """Why the URL's host, when an IP literal, is refused (IP literals are not resolved,
+        so the resolver cannot guard them); None for names and allowed ones."""
         if url not in self._literal:
             if len(self._literal) >= 10_000:
                 self._literal.clear()  # subscriptions come and go: never grow without bound
@@ -309,7 +281,7 @@ class Dispatcher:
             if literal:
                 error = f"refused by the SSRF guard: {literal} (allow it with delivery.allow_networks)"
             else:
-                status, error = await self._send(req, self._timeout)
+                status, error = await self._send(req)
         took = time.monotonic() - started
         again: Delivery | None = None
         if status is not None and 200 <= status < 300:
