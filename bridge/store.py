@@ -214,21 +214,27 @@ class Store:
             out: list[Delivery] = []
             execute("BEGIN IMMEDIATE")
             try:
+                # Ids are handed out here, under the write lock, so that each table takes
+                # one executemany: what AUTOINCREMENT would give (never reusing an id).
+                event_id = self._last_id("events")
+                delivery_id = self._last_id("deliveries")
+                event_rows = []
+                delivery_rows = []
                 for extension_id, event in events:
                     kind = event["EventType"]
-                    cur = execute(
-                        "INSERT INTO events (extension_id, event_type, payload) VALUES (?, ?, ?)",
-                        (extension_id, kind, json.dumps(event, ensure_ascii=False)),
-                    )
-                    event_id = cur.lastrowid
-                    assert event_id is not None
+                    event_id += 1
+                    event_rows.append((event_id, extension_id, kind, json.dumps(event, ensure_ascii=False)))
                     for sub in by_key.get((extension_id, kind), ()):
-                        c = execute(
-                            "INSERT INTO deliveries (event_id, subscription_id) VALUES (?, ?)",
-                            (event_id, sub.id),
-                        )
-                        assert c.lastrowid is not None
-                        out.append(Delivery(c.lastrowid, event_id, sub.id, 0, 0.0, event))
+                        delivery_id += 1
+                        delivery_rows.append((delivery_id, event_id, sub.id))
+                        out.append(Delivery(delivery_id, event_id, sub.id, 0, 0.0, event))
+                self.db.executemany(
+                    "INSERT INTO events (id, extension_id, event_type, payload) VALUES (?, ?, ?, ?)",
+                    event_rows,
+                )
+                self.db.executemany(
+                    "INSERT INTO deliveries (id, event_id, subscription_id) VALUES (?, ?, ?)", delivery_rows
+                )
                 execute("COMMIT")
             except BaseException:
                 execute("ROLLBACK")
@@ -236,6 +242,12 @@ class Store:
         except sqlite3.Error as err:
             raise StoreError(f"cannot commit the event to {self.path}: {err}") from err
         return out
+
+    def _last_id(self, table: str) -> int:
+        """The highest id ``table`` ever gave out (AUTOINCREMENT's own record, or the rows)."""
+        row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
+        top = self.db.execute(f"SELECT MAX(id) FROM {table}").fetchone()[0]  # noqa: S608 - our names
+        return max(row[0] if row else 0, top or 0)
 
     def count_deliveries(self, state: str) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM deliveries WHERE state = ?", (state,)).fetchone()[0])

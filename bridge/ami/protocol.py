@@ -39,14 +39,15 @@ class StreamProtocol(AMIProtocol):  # type: ignore[misc]
         self._framer = Framer()
 
     def data_received(self, data: bytes) -> None:
+        want = self._want
         for block in self._framer.feed(data):
-            if is_banner(block):
+            wanted = want is None or want(block)
+            if not wanted and not (self.responses and b"ActionID: " in block):
+                continue  # no rule needs it and no action awaits it: never parsed
+            if is_banner(block):  # wanted: it is no event
                 if getattr(self, "version", None) is None:
                     self.version = block.decode("utf-8", "replace").partition("/")[2].strip()
                 continue
-            wanted = self._want is None or self._want(block)
-            if not wanted and not (self.responses and b"ActionID: " in block):
-                continue  # no rule needs it and no action awaits it: never parsed
             msg = parse(block)
             if wanted:
                 self._sink(block, msg)

@@ -33,7 +33,7 @@ class ActionError(Exception):
     """An AMI action could not be done (not connected, refused, no answer)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SourceItem:
     """One thing that happened on the AMI connection, in order."""
 
