@@ -54,6 +54,10 @@ CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (state, subscription
 """
 
 
+#: json.dumps(..., ensure_ascii=False) without building an encoder per call
+_to_json = json.JSONEncoder(ensure_ascii=False).encode
+
+
 class StoreError(Exception):
     """The store cannot be opened or written (path, permissions, full disk...)."""
 
@@ -95,6 +99,8 @@ class Store:
         #: order; None: to be read again
         self._by_id: dict[int, Subscription] | None = None
         self._by_key: dict[tuple[int, str], list[Subscription]] = {}
+        #: the last id each outbox table gave out, while no other process writes the file
+        self._last_ids: dict[str, int] = {}
 
     def close(self) -> None:
         self.db.close()
@@ -128,6 +134,7 @@ class Store:
         version = self.data_version()
         if version != self._version:
             self._version = version
+            self._last_ids.clear()
             self._forget()
 
     def add_subscription(self, extension_id: int, event_type: str, url: str, method: str) -> Subscription:
@@ -223,7 +230,7 @@ class Store:
                 for extension_id, event in events:
                     kind = event["EventType"]
                     event_id += 1
-                    event_rows.append((event_id, extension_id, kind, json.dumps(event, ensure_ascii=False)))
+                    event_rows.append((event_id, extension_id, kind, _to_json(event)))
                     for sub in by_key.get((extension_id, kind), ()):
                         delivery_id += 1
                         delivery_rows.append((delivery_id, event_id, sub.id))
@@ -235,19 +242,25 @@ class Store:
                 self.db.executemany(
                     "INSERT INTO deliveries (id, event_id, subscription_id) VALUES (?, ?, ?)", delivery_rows
                 )
+                self._last_ids.clear()  # known again only once committed
+                commit_ids = {"events": event_id, "deliveries": delivery_id}
                 execute("COMMIT")
             except BaseException:
                 execute("ROLLBACK")
                 raise
+            self._last_ids.update(commit_ids)
         except sqlite3.Error as err:
             raise StoreError(f"cannot commit the event to {self.path}: {err}") from err
         return out
 
     def _last_id(self, table: str) -> int:
         """The highest id ``table`` ever gave out (AUTOINCREMENT's own record, or the rows)."""
-        row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
-        top = self.db.execute(f"SELECT MAX(id) FROM {table}").fetchone()[0]  # table: one of ours
-        return max(row[0] if row else 0, top or 0)
+        last = self._last_ids.get(table)
+        if last is None:
+            row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
+            top = self.db.execute(f"SELECT MAX(id) FROM {table}").fetchone()[0]  # table: one of ours
+            last = max(row[0] if row else 0, top or 0)
+        return last
 
     def count_deliveries(self, state: str) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM deliveries WHERE state = ?", (state,)).fetchone()[0])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -296,16 +297,18 @@ def test_subscription_cache_follows_every_write(tmp_path: Path) -> None:
 
 
 def test_batched_ids_are_the_ones_in_the_file_and_never_reused(tmp_path: Path) -> None:
-    """enqueue_many hands out ids itself (one executemany per table): they are what the
-    rows carry, they continue after rows written by plain INSERTs, and an id once given
-    is never given again, even after its rows are gone."""
+    """enqueue_many hands out ids itself (one executemany per table, the last ids kept in
+    memory): they are what the rows carry, they continue after rows another process
+    inserted, and an id once given is never given again, even after its rows are gone."""
     store = Store(tmp_path / "ids.db")
     sub = store.add_subscription(175, "hangup", "http://127.0.0.1:9/x", "POST")
     first = store.enqueue_many([(175, event(1)), (175, event(2)), (999, event(3))])
     assert [(d.id, d.event_id) for d in first] == [(1, 1), (2, 2)]
-    store.db.execute("INSERT INTO events (extension_id, event_type, payload) VALUES (1, 'x', '{}')")  # id 4
-    store.db.execute("DELETE FROM deliveries")
-    store.db.execute("DELETE FROM events WHERE id = 4")
+    other = sqlite3.connect(tmp_path / "ids.db", isolation_level=None)  # another process, as it were
+    other.execute("INSERT INTO events (extension_id, event_type, payload) VALUES (1, 'x', '{}')")  # id 4
+    other.execute("DELETE FROM deliveries")
+    other.execute("DELETE FROM events WHERE id = 4")
+    other.close()
     later = store.enqueue_many([(175, event(4))])
     assert [(d.id, d.event_id, d.subscription_id) for d in later] == [(3, 5, sub.id)]
     rows = store.db.execute(

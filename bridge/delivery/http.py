@@ -216,7 +216,6 @@ class WebhookClient:
     async def _answer(self, reader: asyncio.StreamReader, method: str, read_timeout: float,
                       max_body: int) -> tuple[int, bool]:  # fmt: skip
         """Read an answer: (status, whether the connection can be used again)."""
-        loop = asyncio.get_running_loop()
         async with asyncio.timeout(read_timeout) as deadline:
             try:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -250,7 +249,6 @@ class WebhookClient:
                     keep = token != b"close" and (keep or token == b"keep-alive")
             if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
                 return status, keep and status >= 200
-            deadline.reschedule(loop.time() + read_timeout)
             try:
                 if chunked:
                     whole = await self._chunks(reader, max_body, deadline, read_timeout)

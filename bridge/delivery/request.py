@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -49,8 +50,12 @@ def _quote(value: str) -> str:
 def urlencode(fields: list[tuple[str, str]]) -> str:
     """``urllib.parse.urlencode`` of string pairs, the same bytes, faster: values that need
     no quoting (most) are not quoted, and those that do repeat (names, numbers)."""
-    safe = _SAFE.fullmatch
-    return "&".join(f"{k if safe(k) else _quote(k)}={v if safe(v) else _quote(v)}" for k, v in fields)
+    return "&".join(f"{_plain(k)}={_plain(v)}" for k, v in fields)
+
+
+def _plain(text: str, safe: Callable[[str], object] = _SAFE.fullmatch) -> str:
+    # ASCII letters and digits (names, numbers: most values) first, without a regex
+    return text if (text.isascii() and text.isalnum()) or safe(text) else _quote(text)
 
 
 @lru_cache(maxsize=1024)
