@@ -14,10 +14,13 @@ Three processes besides this one, all on loopback:
     type of every extension: 63 subscriptions, about 6 requests per call;
   * the receiver: bench/receiver_proc.py.
 
-Two modes, each run --runs times (medians are printed):
+Two modes (three with --eventfilter), each run --runs times (medians are printed):
   * latency: CALLS calls at RATE calls/s (default 200);
   * throughput: TPUT_CALLS calls offered at TPUT_RATE calls/s (default 500, about 53,000
-    AMI messages/s); "AMI msg/s" is then what the pipeline sustained end to end.
+    AMI messages/s); "AMI msg/s" is then what the pipeline sustained end to end;
+  * throughput+filter (--eventfilter): the same, with Asterisk's side of the filter
+    applied by the AMI server (the manager.conf lines ``ami-bridge eventfilter`` prints,
+    for fixtures/lab.yaml); "AMI msg/s" still counts every message the PBX generated.
 After each bridge run the baseline posts the same number of requests to the same
 receiver with a plain aiohttp client loop (50 at a time, as fast as it can).
 
@@ -135,10 +138,11 @@ async def metric(session: aiohttp.ClientSession, api: str, name: str) -> float:
 
 
 async def run_bridge(args: argparse.Namespace, calls: int, rate: float, receiver: str,
-                     profile: Path | None) -> Result:  # fmt: skip
+                     profile: Path | None, eventfilter: bool = False) -> Result:  # fmt: skip
     tmp = Path(tempfile.mkdtemp(prefix="ami-bridge-bench-"))
     replay = subprocess.Popen(
         [sys.executable, str(REPO / "bench" / "replay_proc.py"), "--calls", str(calls), "--rate", str(rate),
+         *(["--eventfilter", str(FIXTURES / "lab.yaml")] if eventfilter else []),
          *(str(FIXTURES / f"{name}.ami") for name in MIX)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
     )  # fmt: skip
@@ -223,7 +227,7 @@ async def run_bridge(args: argparse.Namespace, calls: int, rate: float, receiver
         rps=got["n"] / took,
         p50=pct(got["lat"], 0.5),
         p99=pct(got["lat"], 0.99),
-        ami_rate=done["sent"] / took,
+        ami_rate=done.get("generated", done["sent"]) / took,
         counted_rate=(counted1 - counted0) / took,
         cpu_ms_per_call=(cpu1 - cpu0) * 1000 / done["calls"],
         rss_mb=rss,
@@ -259,17 +263,24 @@ async def amain(args: argparse.Namespace) -> None:
     )
     assert proc.stdout is not None
     receiver = f"http://127.0.0.1:{proc.stdout.readline().decode().strip()}"
-    modes = {"latency": (args.calls, args.rate), "throughput": (args.tput_calls, args.tput_rate)}
+    modes = {
+        "latency": (args.calls, args.rate, False),
+        "throughput": (args.tput_calls, args.tput_rate, False),
+    }
+    if args.eventfilter:
+        modes["throughput+filter"] = (args.tput_calls, args.tput_rate, True)
     rows: dict[str, list[Result]] = {}
     try:
-        for mode, (calls, rate) in modes.items():
+        for mode, (calls, rate, filtered) in modes.items():
             if calls <= 0:
                 continue
             for i in range(args.runs):
                 prof = args.profile / f"daemon-{mode}.prof" if args.profile is not None and i == 0 else None
                 rows.setdefault(f"{mode} bridge", []).append(
-                    await run_bridge(args, calls, rate, receiver, prof)
+                    await run_bridge(args, calls, rate, receiver, prof, filtered)
                 )
+                if filtered:
+                    continue  # the same requests as the throughput run's: same baseline
                 n = expected_requests(calls)
                 rows.setdefault(f"{mode} baseline", []).append(await run_baseline(n, 50, receiver))
     finally:
@@ -301,6 +312,9 @@ def main() -> None:
     p.add_argument("--tput-calls", type=int, default=5000, help="calls of the throughput run (0: skip it)")
     p.add_argument("--tput-rate", type=float, default=500.0, help="calls/s offered in the throughput run")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--eventfilter", action="store_true",
+                   help="also run the throughput mode with the AMI server sending only what the "
+                        "manager.conf lines of `ami-bridge eventfilter` let through")  # fmt: skip
     p.add_argument("--daemon-src", type=Path, default=REPO, help="source tree the daemon runs from")
     p.add_argument("--profile", type=Path, default=None, help="write daemon cProfile output here")
     p.add_argument(

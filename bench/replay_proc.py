@@ -1,13 +1,18 @@
 """Benchmark AMI server, run in its own process: bridge.demo.ReplayServer.
 
-    replay_proc.py --calls N --rate R FIXTURE.ami [FIXTURE.ami ...]
+    replay_proc.py --calls N --rate R [--eventfilter CONFIG.yaml] FIXTURE.ami [FIXTURE.ami ...]
 
 Plays the fixtures in turn (a mix) until N recordings (calls; rounded up to whole passes
 over the fixtures) have been sent, at R calls
 per second, each copy with fresh Uniqueids and every Timestamp set to when it is sent.
 Prints ``{"port": ...}`` on stdout, ``{"logged_in": true}`` once the daemon has logged in,
 then waits for a line on stdin before playing; when done it prints
-``{"sent": <messages>, "calls": ..., "start": <epoch s>, "end": <epoch s>}``.
+``{"sent": <messages>, "generated": <messages>, "calls": ..., "start": <epoch s>, "end": <epoch s>}``.
+
+``--eventfilter``: send only what Asterisk would send a manager user carrying the lines
+``ami-bridge eventfilter --config CONFIG.yaml`` prints (their advanced-filter semantics
+applied here: include filters, by event name, one header's value exact or regex);
+"generated" still counts every message of the recordings (what the PBX produced).
 """
 
 from __future__ import annotations
@@ -15,14 +20,48 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bridge.ami.filter import eventfilters  # noqa: E402
+from bridge.ami.message import split_stream  # noqa: E402
+from bridge.config import load_config  # noqa: E402
 from bridge.demo import ReplayServer  # noqa: E402
+
+_CRITERION = re.compile(r"(action|name|header|method)\(([^)]*)\)")
+
+
+def asterisk_filter(lines: list[str]) -> Callable[[bytes], bool]:
+    """Whether Asterisk would send an event to a user with these include filters."""
+    rules = []
+    for line in lines:
+        if not line.startswith("eventfilter("):
+            continue
+        criteria, _, value = line.partition(") =")
+        crit = dict(_CRITERION.findall(criteria))
+        rules.append((crit.get("name"), crit.get("header"), crit.get("method", "none"), value.strip()))
+
+    def passes(block: bytes) -> bool:
+        text = block.decode("utf-8", "replace")
+        event = text.split("\r\n", 1)[0].removeprefix("Event: ")
+        for name, header, method, value in rules:
+            if name is not None and name != event:
+                continue
+            if header is None:
+                return True
+            m = re.search(rf"^{re.escape(header)}: (.*?)\r$", text, re.M)
+            got = m.group(1) if m else None
+            if got is not None and (got == value if method == "exact" else re.search(value, got)):
+                return True
+        return False
+
+    return passes
 
 
 def say(doc: dict[str, object]) -> None:
@@ -33,9 +72,14 @@ async def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--calls", type=int, required=True)
     p.add_argument("--rate", type=float, required=True)
+    p.add_argument("--eventfilter", type=Path, default=None, metavar="CONFIG.yaml")
     p.add_argument("fixtures", nargs="+", type=Path)
     args = p.parse_args()
     streams = [(f.stem, f.read_bytes()) for f in args.fixtures]
+    generated_per_pass = sum(len(split_stream(data)[0]) for _, data in streams)
+    if args.eventfilter is not None:
+        keep = asterisk_filter(eventfilters(load_config(args.eventfilter)))
+        streams = [(name, b"".join(b for b in split_stream(data)[0] if keep(b))) for name, data in streams]
     passes = -(-args.calls // len(streams))
     replay = ReplayServer(streams, passes=passes, rate=args.rate)
     replay.go.clear()
@@ -48,7 +92,8 @@ async def main() -> None:
     replay.go.set()
     await replay.finished.wait()
     end = time.time()
-    say({"sent": replay.sent, "calls": replay.played, "start": start, "end": end})
+    generated = generated_per_pass * replay.played // len(streams)
+    say({"sent": replay.sent, "generated": generated, "calls": replay.played, "start": start, "end": end})
     await loop.run_in_executor(None, sys.stdin.readline)  # until told (or stdin closes)
     await replay.close()
 
