@@ -222,3 +222,21 @@ async def test_https_with_certificate_checks(tmp_path: Path) -> None:
     finally:
         server.close()
     assert s.connections >= 1 and len(s.requests) == 2
+
+
+async def test_credentials_in_the_url_become_basic_auth(scripted: Callable[..., object]) -> None:
+    """https://user:pass@host/ sends 'Authorization: Basic ...' (what aiohttp did), never
+    the credentials in the request line."""
+    server, url = await scripted(ok())  # type: ignore[operator]
+    async with WebhookClient() as client:
+        await client.request("POST", url.replace("://", "://crm%40x:p%3Ass@") + "/hook", {}, b"x")
+    assert b"\r\nAuthorization: Basic Y3JtQHg6cDpzcw==\r\n" in server.requests[0]  # crm@x:p:ss
+    assert server.requests[0].startswith(b"POST /hook HTTP/1.1\r\n")
+
+
+async def test_a_header_with_a_line_break_is_refused(scripted: Callable[..., object]) -> None:
+    server, url = await scripted(ok())  # type: ignore[operator]
+    async with WebhookClient() as client:
+        with pytest.raises(ValueError, match="line break"):
+            await client.request("POST", url, {"X-Evil": "a\r\nInjected: 1"}, b"x")
+    assert server.requests == []

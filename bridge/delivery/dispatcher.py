@@ -250,7 +250,7 @@ class Dispatcher:
             return status, None
         except SsrfBlocked as err:
             return None, str(err)
-        except (HttpError, OSError, TimeoutError) as err:
+        except (HttpError, OSError, TimeoutError, ValueError) as err:
             return None, f"{type(err).__name__}: {err}"
 
     def _literal_refusal(self, url: str) -> str | None:

@@ -26,12 +26,13 @@ Errors are raised as :class:`ClientConnectorError` (cannot connect),
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from bridge.delivery.guard import SsrfBlocked
 
@@ -106,18 +107,29 @@ class WebhookClient:
         return self._ssl
 
     def _split(self, url: str) -> tuple[str, str, int, str]:
-        """(scheme, host, port, Host header) of a URL (the base is cached)."""
+        """(scheme, host, port, first header lines) of a URL (the base is cached): Host,
+        and Authorization when the URL carries ``user:password@`` (as aiohttp did)."""
         base = url.split("?", 1)[0]
         got = self._parsed.get(base)
         if got is None:
-            parts = urlsplit(base)
+            try:
+                parts = urlsplit(base)
+                port = parts.port
+            except ValueError as err:
+                raise ClientConnectorError(f"cannot send to {url!r}: {err}") from err
             scheme = parts.scheme.lower()
             if scheme not in DEFAULT_PORTS or not parts.hostname:
                 raise ClientConnectorError(f"cannot send to {url!r}: not an http(s) URL with a host")
-            port = parts.port or DEFAULT_PORTS[scheme]
+            port = port or DEFAULT_PORTS[scheme]
             host = parts.hostname
+            if not host.isascii():
+                host = host.encode("idna").decode("ascii")
             shown = f"[{host}]" if ":" in host else host
-            got = (scheme, host, port, shown if port == DEFAULT_PORTS[scheme] else f"{shown}:{port}")
+            lines = f"Host: {shown if port == DEFAULT_PORTS[scheme] else f'{shown}:{port}'}\r\n"
+            if parts.username is not None:
+                user = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+                lines += f"Authorization: Basic {base64.b64encode(user.encode()).decode()}\r\n"
+            got = (scheme, host, port, lines)
             if len(self._parsed) >= 10_000:
                 self._parsed.clear()
             self._parsed[base] = got
@@ -128,7 +140,7 @@ class WebhookClient:
                       max_body: int = 65536) -> int:  # fmt: skip
         """Send one request and return the answer's status (reading at most ``max_body``
         bytes of its body)."""
-        scheme, host, port, host_header = self._split(url)
+        scheme, host, port, first_lines = self._split(url)
         rest = url.split("://", 1)[1]
         slash = rest.find("/")
         query = rest.find("?")
@@ -138,8 +150,11 @@ class WebhookClient:
             target = rest[slash:].split("#", 1)[0]
         if not target.isascii():
             target = quote(target, safe="/?&=%:@!$'()*+,;~-._[]")
-        lines = [f"{method} {target} HTTP/1.1\r\nHost: {host_header}\r\n"]
-        lines += [f"{k}: {v}\r\n" for k, v in headers.items()]
+        lines = [f"{method} {target} HTTP/1.1\r\n{first_lines}"]
+        for k, v in headers.items():
+            if "\n" in v or "\r" in v or "\n" in k or "\r" in k:
+                raise ValueError(f"header {k!r}: a line break would split the request")
+            lines.append(f"{k}: {v}\r\n")
         if body or method != "GET":
             lines.append(f"Content-Length: {len(body)}\r\n")
         lines.append("\r\n")
