@@ -158,18 +158,23 @@ _VALUES = ["", "x", "a=b", "Key: y", "\\\\n", "ÿ", " lead", "v:w"]
     st.lists(st.tuples(st.sampled_from(_KEYS), st.sampled_from(_VALUES)), min_size=1, max_size=12),
     st.sampled_from(["\r\n", "\n"]),
     st.booleans(),
+    st.lists(st.tuples(st.sampled_from(_KEYS), st.sampled_from(_VALUES)), max_size=12),
 )
 def test_lookups_on_the_text_agree_with_the_full_parse(
-    headers: list[tuple[str, str]], eol: str, no_space: bool
+    headers: list[tuple[str, str]], eol: str, no_space: bool, others: list[tuple[str, str]]
 ) -> None:
     """get / get_all / variables found on the raw text give what the full multimap says,
     whatever the order, repetition, line ends and values (a key on the first line too)."""
     sep = ":" if no_space else ": "
     text = "".join(f"{k}{sep}{v}{eol}" for k, v in headers) + eol
+    other_text = "".join(f"{k}{sep}{v}{eol}" for k, v in others) + eol
     lazy, full = parse(text), parse(text)
     full.pairs  # noqa: B018 - builds the multimap, which lookups then use
     for key in [*_KEYS, "Absent"]:
         assert lazy.get(key) == full.first.get(key)
         assert parse(text).get_all(key) == [v for k, v in full.pairs if k == key]
         assert parse(text).unchanged(key, full.span(key))
+        for other in (other_text, text + "ChanVariable: extra\r\n"):
+            seen = parse(other).span(key)
+            assert parse(text).unchanged(key, seen) is (seen == full.span(key))
     assert parse(text).variables() == full.variables()

@@ -203,7 +203,9 @@ class Message:
         if text is None or not seen:
             return seen == self.span(key)
         probe = _PROBES.get(key) or _probe(key)
-        return seen in text and text.count(probe) == seen.count(probe)
+        first = text.find(probe)
+        # the same lines from the first occurrence on, and none after them: span(key) == seen
+        return first >= 0 and text.startswith(seen, first) and text.find(probe, first + len(seen) - 1) < 0
 
     def variables(self, key: str = "ChanVariable") -> dict[str, str]:
         """``Key: NAME=value`` headers as a dict (last one wins)."""

@@ -242,12 +242,18 @@ class Translator:
             return None
         chan = self.channels.get(uid)
         if chan is not None:
-            # every event repeats the channel's variables; they rarely change
-            key = prefix + "ChanVariable"
-            if not msg.unchanged(key, chan.vars_span):
-                chan.vars_span = msg.span(key)
-                self._absorb_vars(chan, msg.get_all(key, chan.vars_span))
+            self._absorb_from(chan, msg, prefix + "ChanVariable")
         return chan
+
+    def _absorb_from(self, chan: Channel, msg: Message, key: str) -> None:
+        # every event repeats the channel's variables; they rarely change
+        if msg.unchanged(key, chan.vars_span):
+            return
+        span = chan.vars_span = msg.span(key)
+        lines = span.count("\n") - 1
+        if span.count("=\r\n") == lines and span.count("=") == lines:
+            return  # every one "NAME=" (CRLF): nothing set yet, nothing to read
+        self._absorb_vars(chan, msg.get_all(key, span))
 
     def _absorb_vars(self, chan: Channel, pairs: list[str]) -> None:
         for pair in pairs:
@@ -376,7 +382,7 @@ class Translator:
         self.channels[uid] = chan
         if chan.is_local:
             self._local_uids[name] = uid
-        self._absorb_vars(chan, msg.get_all("ChanVariable"))
+        self._absorb_from(chan, msg, "ChanVariable")
 
     def _set_cid(self, chan: Channel, msg: Message, prefix: str) -> None:
         num = msg.get(prefix + "CallerIDNum", "")
