@@ -147,6 +147,9 @@ class DeliveryConfig(_Strict):
     secret: str | None = None
     #: networks webhooks may reach although private/loopback/link-local (SSRF guard)
     allow_networks: list[str] = []
+    #: "builtin": the bridge's own HTTP/1.1 client (fast); "aiohttp": aiohttp's client
+    #: (slower; honours HTTP(S)_PROXY from the environment)
+    client: Literal["builtin", "aiohttp"] = "builtin"
 
     @model_validator(mode="after")
     def _networks_ok(self) -> DeliveryConfig:

@@ -29,7 +29,7 @@ from bridge.config import Config
 from bridge.control import ACTIONS_KEY, TRANSLATOR_KEY
 from bridge.delivery.dispatcher import Dispatcher
 from bridge.delivery.guard import GuardedResolver, parse_networks
-from bridge.delivery.http import WebhookClient
+from bridge.delivery.http import make_client
 from bridge.hub import EventHub
 from bridge.hub import add_routes as add_dashboard
 from bridge.mqtt import MqttMirror
@@ -133,7 +133,7 @@ class Daemon:
         config = self.config
         store = Store(config.store.path, config.store.synchronous)
         guard = GuardedResolver(parse_networks(config.delivery.allow_networks))
-        client = WebhookClient(resolver=guard)
+        client = make_client(config.delivery.client, guard, config.delivery.concurrency)
         dispatcher = Dispatcher(store, config.delivery, client)
         app = make_app(config, store)
         app[DISPATCHER_KEY] = dispatcher

@@ -12,7 +12,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bridge.delivery.http import ResponseError, ServerDisconnectedError, WebhookClient
+from bridge.delivery.guard import GuardedResolver, SsrfBlocked, parse_networks
+from bridge.delivery.http import ResponseError, ServerDisconnectedError, WebhookClient, make_client
 
 Script = Callable[[bytes], bytes]
 
@@ -240,3 +241,17 @@ async def test_a_header_with_a_line_break_is_refused(scripted: Callable[..., obj
         with pytest.raises(ValueError, match="line break"):
             await client.request("POST", url, {"X-Evil": "a\r\nInjected: 1"}, b"x")
     assert server.requests == []
+
+
+@pytest.mark.parametrize("kind", ["builtin", "aiohttp"])
+async def test_names_go_through_the_ssrf_guard(scripted: Callable[..., object], kind: str) -> None:
+    """A name resolving to loopback is refused by the guard (never connected to) unless
+    its network is allowed, whichever client delivers."""
+    server, url = await scripted(ok())  # type: ignore[operator]
+    named = url.replace("127.0.0.1", "localhost")
+    async with make_client(kind, GuardedResolver([])) as client:
+        with pytest.raises(SsrfBlocked, match="loopback"):
+            await client.request("POST", named, {}, b"x")
+    async with make_client(kind, GuardedResolver(parse_networks(["127.0.0.0/8", "::1/128"]))) as client:
+        assert await client.request("POST", named, {}, b"x") == 200
+    assert len(server.requests) == 1

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestServer
 
 from bridge.config import DeliveryConfig
 from bridge.delivery.dispatcher import Dispatcher
-from bridge.delivery.http import WebhookClient
+from bridge.delivery.http import make_client
 from bridge.store import Store
 
 CONFIG = DeliveryConfig(backoff_initial=0.05, backoff_max=0.1, max_attempts=2, read_timeout=0.5,
@@ -65,6 +65,12 @@ async def good(request: web.Request) -> web.Response:
     return web.Response()
 
 
+@pytest.fixture(params=["builtin", "aiohttp"])
+def client(request: pytest.FixtureRequest) -> str:
+    """Both HTTP clients (delivery.client) behave the same, down to the error names."""
+    return str(request.param)
+
+
 @pytest.fixture
 async def base() -> AsyncIterator[tuple[str, list[float], str]]:
     app = web.Application()
@@ -89,7 +95,7 @@ async def base() -> AsyncIterator[tuple[str, list[float], str]]:
     ],
 )
 async def test_misbehaving_receiver_is_handled(base: Any, tmp_path: Path, path: str, attempts: int,
-                                               error: str) -> None:  # fmt: skip
+                                               error: str, client: str) -> None:  # fmt: skip
     """Slow loris, reset and redirect end as documented while a good receiver gets its event at once."""
     url, good_at, loris_url = base
     store = Store(tmp_path / "m.db")
@@ -98,7 +104,7 @@ async def test_misbehaving_receiver_is_handled(base: Any, tmp_path: Path, path: 
     store.add_subscription(175, "hangup", url + "/good", "POST")
     store.enqueue(175, {"EventType": "hangup", "CallID": "c1", "EventTime": 1})
     started = time.monotonic()
-    async with WebhookClient() as session:
+    async with make_client(client) as session:
         d = Dispatcher(store, CONFIG, session)
         d.wake()
         await asyncio.wait_for(d.idle(), 30)
@@ -109,7 +115,7 @@ async def test_misbehaving_receiver_is_handled(base: Any, tmp_path: Path, path: 
     store.close()
 
 
-async def test_huge_response_is_not_read_whole(base: Any, tmp_path: Path) -> None:
+async def test_huge_response_is_not_read_whole(base: Any, tmp_path: Path, client: str) -> None:
     """A 100 MiB answer counts as delivered after reading 64 KiB; memory stays small."""
     import resource
 
@@ -118,7 +124,7 @@ async def test_huge_response_is_not_read_whole(base: Any, tmp_path: Path) -> Non
     store.add_subscription(175, "hangup", url + "/huge", "POST")
     store.enqueue(175, {"EventType": "hangup", "CallID": "c1", "EventTime": 1})
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    async with WebhookClient() as session:
+    async with make_client(client) as session:
         d = Dispatcher(store, CONFIG, session)
         d.wake()
         await asyncio.wait_for(d.idle(), 30)

@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 
 from bridge.config import DeliveryConfig
 from bridge.delivery.guard import SsrfBlocked, parse_networks, refusal
-from bridge.delivery.http import HttpError, WebhookClient
+from bridge.delivery.http import AiohttpClient, HttpError, WebhookClient
 from bridge.delivery.request import WebhookRequest, build_request
 from bridge.store import Delivery, Mark, Store, StoreError
 
@@ -82,7 +82,7 @@ class Dispatcher:
         self,
         store: Store,
         config: DeliveryConfig,
-        client: WebhookClient,
+        client: WebhookClient | AiohttpClient,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         on_delivered: Callable[[float], None] | None = None,

@@ -302,3 +302,52 @@ class WebhookClient:
                 return False
             await reader.readexactly(size + 2)
             got += size
+
+
+class AiohttpClient:
+    """The same interface over aiohttp's client (``delivery.client: aiohttp``): slower,
+    but it honours ``HTTP_PROXY``/``HTTPS_PROXY`` from the environment. Its errors are
+    raised under the names above (aiohttp's own names, which these were given after)."""
+
+    def __init__(self, resolver: Any = None, limit: int = 100) -> None:
+        import aiohttp
+
+        self._aiohttp = aiohttp
+        connector = aiohttp.TCPConnector(limit=limit, resolver=resolver) if resolver else None
+        self._session = aiohttp.ClientSession(connector=connector, trust_env=True)
+
+    async def __aenter__(self) -> AiohttpClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def request(self, method: str, url: str, headers: dict[str, str], body: bytes = b"", *,
+                      connect_timeout: float = 10.0, read_timeout: float = 10.0,
+                      max_body: int = 65536) -> int:  # fmt: skip
+        aiohttp = self._aiohttp
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout)
+        try:
+            async with self._session.request(method, url, data=body or None, headers=headers,
+                                             timeout=timeout, allow_redirects=False) as resp:  # fmt: skip
+                await resp.content.read(max_body)
+                return int(resp.status)
+        except aiohttp.ClientConnectorError as err:
+            cause: BaseException | None = err
+            while cause is not None:  # the SSRF guard's refusal, if that is what it was
+                if isinstance(cause, SsrfBlocked):
+                    raise cause from err
+                cause = getattr(cause, "os_error", None) or cause.__cause__
+            raise ClientConnectorError(str(err)) from err
+        except aiohttp.ServerDisconnectedError as err:
+            raise ServerDisconnectedError(str(err)) from err
+        except aiohttp.ClientError as err:
+            raise HttpError(f"{type(err).__name__}: {err}") from err
+
+
+def make_client(kind: str, resolver: Any = None, limit: int = 100) -> WebhookClient | AiohttpClient:
+    """The client ``delivery.client`` names."""
+    return AiohttpClient(resolver, limit) if kind == "aiohttp" else WebhookClient(resolver)
