@@ -80,7 +80,9 @@ delivery: {{allow_networks: ["127.0.0.0/8"]}}
     assert sorted(set(calls)) == [f"c{n:02d}" for n in range(20)], calls
     assert list(dict.fromkeys(calls)) == [f"c{n:02d}" for n in range(20)]  # in order
     dups = [c for c in set(calls) if calls.count(c) > 1]
-    assert len(dups) <= 1, dups  # only the request in flight at the kill
+    # only the request in flight at the kill, and one answered in the last few ms (outcomes
+    # are written every 5 ms) at most: each request takes 150 ms here
+    assert len(dups) <= 2, dups
     for c in dups:
         assert len({g["key"] for g in got if g["call"] == c}) == 1
     assert 6 <= killed_at < 20
