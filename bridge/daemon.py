@@ -4,9 +4,7 @@ Start-up resumes whatever deliveries were pending when the last process stopped 
 by ``kill -9``). The pipeline takes the AMI messages that have arrived as one batch (up
 to ``BATCH``), translates them, and commits all their events with their deliveries in
 one transaction before any of those deliveries is sent; the dispatcher gets them from
-that commit, in memory. Within ``COMMIT_WINDOW`` of a commit, newly arrived messages
-wait for the window's end so that a busy stream takes one transaction for several
-reads. SIGTERM/SIGINT stop taking AMI input, stop the API, give
+that commit, in memory. SIGTERM/SIGINT stop taking AMI input, stop the API, give
 in-flight requests ``shutdown_grace`` seconds, and leave the rest pending for the next
 start.
 """
@@ -25,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge.ami.filter import needs, wanted
-from bridge.ami.source import AmiSource, SourceItem
+from bridge.ami.source import AmiSource
 from bridge.api import DISPATCHER_KEY, make_app
 from bridge.config import Config
 from bridge.control import ACTIONS_KEY, TRANSLATOR_KEY
@@ -46,8 +44,6 @@ log = logging.getLogger("bridge.daemon")
 
 #: AMI messages taken (translated, committed) at most per turn of the pipeline
 BATCH = 2000
-#: seconds after a commit during which new events wait to join the next one
-COMMIT_WINDOW = 0.005
 
 
 class Daemon:
@@ -66,50 +62,28 @@ class Daemon:
         mirror: MqttMirror | None,
         hub: EventHub,
     ) -> None:
-        loop = asyncio.get_running_loop()
-        state = {"outage": False}
-        last_commit = 0.0
+        outage = False
         async for first in source:
             events: list[tuple[int, dict[str, Any]]] = []
-            await self._take([first, *source.drain(BATCH - 1)], events, source, translator, store,
-                             dispatcher, mirror, hub, state)  # fmt: skip
-            # Group commit: right after a commit, what arrives within COMMIT_WINDOW joins this
-            # one (one transaction for several reads of a busy AMI stream; the latency it
-            # adds is at most the window).
-            wait = COMMIT_WINDOW - (loop.time() - last_commit)
-            if events and wait > 0:
-                try:
-                    await asyncio.sleep(wait)
-                except asyncio.CancelledError:  # stopping: what was translated is committed
-                    self._deliver(events, store, dispatcher, mirror, hub)
-                    raise
-                await self._take(source.drain(BATCH), events, source, translator, store,
-                                 dispatcher, mirror, hub, state)  # fmt: skip
+            for item in (first, *source.drain(BATCH - 1)):
+                if item.kind == "message" and item.msg is not None:
+                    self.stats.ami_messages += 1
+                    # the clock is read here, never in the translator: only for events without Timestamp
+                    events += translator.feed(item.msg, now_us=time.time_ns() // 1000)
+                    continue
+                # a connection change: what came before it is committed first, in order
+                self._deliver(events, store, dispatcher, mirror, hub)
+                events = []
+                log.info("AMI %s%s", item.kind, f": {item.detail}" if item.detail else "")
+                if item.kind == "disconnected":
+                    outage = True
+                elif item.kind == "connected":
+                    self.stats.ami_reconnects += 1
+                    if outage:
+                        outage = False
+                        resynced = await self._resync(source, translator)
+                        self._deliver(resynced, store, dispatcher, mirror, hub)
             self._deliver(events, store, dispatcher, mirror, hub)
-            last_commit = loop.time()
-
-    async def _take(self, items: list[SourceItem], events: list[tuple[int, dict[str, Any]]],
-                    source: AmiSource, translator: Translator, store: Store, dispatcher: Dispatcher,
-                    mirror: MqttMirror | None, hub: EventHub, state: dict[str, bool]) -> None:  # fmt: skip
-        """Translate ``items`` in order into ``events``; a connection change commits what
-        came before it first (and, after an outage, resyncs)."""
-        for item in items:
-            if item.kind == "message" and item.msg is not None:
-                self.stats.ami_messages += 1
-                # the clock is read here, never in the translator: only for events without Timestamp
-                events += translator.feed(item.msg, now_us=time.time_ns() // 1000)
-                continue
-            self._deliver(events, store, dispatcher, mirror, hub)
-            events.clear()
-            log.info("AMI %s%s", item.kind, f": {item.detail}" if item.detail else "")
-            if item.kind == "disconnected":
-                state["outage"] = True
-            elif item.kind == "connected":
-                self.stats.ami_reconnects += 1
-                if state["outage"]:
-                    state["outage"] = False
-                    resynced = await self._resync(source, translator)
-                    self._deliver(resynced, store, dispatcher, mirror, hub)
 
     async def _resync(self, source: AmiSource, translator: Translator) -> list[tuple[int, dict[str, Any]]]:
         """After an outage: ask which channels are up, end the calls that ended meanwhile."""
