@@ -14,7 +14,8 @@ Three processes besides this one, all on loopback:
     type of every extension: 63 subscriptions, about 6 requests per call;
   * the receiver: bench/receiver_proc.py.
 
-Two modes (three with --eventfilter), each run --runs times (medians are printed):
+Two modes (three with --eventfilter), each run --runs times (medians are printed), or
+with --find-rate LO:HI a bisection for the highest rate the pipeline keeps up with:
   * latency: CALLS calls at RATE calls/s (default 200);
   * throughput: TPUT_CALLS calls offered at TPUT_RATE calls/s (default 500, about 53,000
     AMI messages/s); "AMI msg/s" is then what the pipeline sustained end to end;
@@ -257,12 +258,44 @@ async def run_baseline(n: int, concurrency: int, receiver: str) -> Result:
     return Result(n / elapsed, pct(got["lat"], 0.5), pct(got["lat"], 0.99))
 
 
+async def find_rate(args: argparse.Namespace, receiver: str) -> None:
+    """The highest offered rate the pipeline keeps up with: runs of SECONDS at a rate,
+    bisected between LO and HI calls/s; kept up = every request arrived and p99 latency
+    stayed under --max-p99 ms (a daemon that lags falls further behind every second)."""
+    lo, hi = (float(x) for x in args.find_rate.split(":"))
+    per_call = sum(len(synthetic_blocks(name)) for name in MIX) / len(MIX)
+    print(f"\nsearching the sustained rate in [{lo:g}, {hi:g}] calls/s, {args.seconds:g} s per run, "
+          f"p99 <= {args.max_p99:g} ms; ~{per_call:.0f} AMI messages per call")  # fmt: skip
+    for _ in range(args.steps):
+        rate = (lo + hi) / 2
+        r = await run_bridge(args, max(len(MIX), int(rate * args.seconds)), rate, receiver, None,
+                             args.eventfilter)  # fmt: skip
+        ok = r.complete and r.p99 <= args.max_p99
+        verdict = "kept up" if ok else "behind"
+        print(f"  {rate:6.1f} calls/s ({rate * per_call:8,.0f} msg/s offered): p50 {r.p50:8.1f} ms, "
+              f"p99 {r.p99:8.1f} ms, CPU {r.cpu_ms_per_call:.2f} ms/call -> {verdict}")  # fmt: skip
+        lo, hi = (rate, hi) if ok else (lo, rate)
+    print(f"sustained: {lo:.1f} calls/s, {lo * per_call:,.0f} AMI messages/s (p99 <= {args.max_p99:g} ms)")
+
+
+def synthetic_blocks(name: str) -> list[bytes]:
+    from bridge.ami.message import is_banner, split_stream
+
+    return [b for b in split_stream((FIXTURES / f"{name}.ami").read_bytes())[0] if not is_banner(b)]
+
+
 async def amain(args: argparse.Namespace) -> None:
     proc = subprocess.Popen(
         [sys.executable, str(REPO / "bench" / "receiver_proc.py")], stdout=subprocess.PIPE
     )
     assert proc.stdout is not None
     receiver = f"http://127.0.0.1:{proc.stdout.readline().decode().strip()}"
+    if args.find_rate:
+        try:
+            await find_rate(args, receiver)
+        finally:
+            proc.terminate()
+        return
     modes = {
         "latency": (args.calls, args.rate, False),
         "throughput": (args.tput_calls, args.tput_rate, False),
@@ -312,6 +345,15 @@ def main() -> None:
     p.add_argument("--tput-calls", type=int, default=5000, help="calls of the throughput run (0: skip it)")
     p.add_argument("--tput-rate", type=float, default=500.0, help="calls/s offered in the throughput run")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument(
+        "--find-rate",
+        metavar="LO:HI",
+        default=None,
+        help="instead: bisect the highest calls/s kept up with (see --seconds, --steps, --max-p99)",
+    )
+    p.add_argument("--seconds", type=float, default=15.0, help="length of each --find-rate run")
+    p.add_argument("--steps", type=int, default=5, help="bisection steps of --find-rate")
+    p.add_argument("--max-p99", type=float, default=500.0, help="p99 ms under which a rate is kept up")
     p.add_argument("--eventfilter", action="store_true",
                    help="also run the throughput mode with the AMI server sending only what the "
                         "manager.conf lines of `ami-bridge eventfilter` let through")  # fmt: skip
