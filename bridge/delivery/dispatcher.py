@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import ipaddress
 import logging
 import random
 import time
@@ -40,20 +39,12 @@ from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
 from bridge.config import DeliveryConfig
-from bridge.delivery.guard import SsrfBlocked, parse_networks, refusal
+from bridge.delivery.guard import SsrfBlocked, is_ip, parse_networks, refusal
 from bridge.delivery.http import AiohttpClient, HttpError, WebhookClient
 from bridge.delivery.request import WebhookRequest, build_request
 from bridge.store import Delivery, Mark, Store, StoreError
 
 log = logging.getLogger(__name__)
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 class _Queue:
@@ -260,7 +251,7 @@ class Dispatcher:
             if len(self._literal) >= 10_000:
                 self._literal.clear()  # subscriptions come and go: never grow without bound
             host = (urlsplit(url).hostname or "").strip("[]")
-            self._literal[url] = refusal(host, self.allow) if _is_ip(host) else None
+            self._literal[url] = refusal(host, self.allow) if is_ip(host) else None
         return self._literal[url]
 
     async def _attempt(self, d: Delivery) -> Delivery | None:

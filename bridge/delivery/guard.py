@@ -29,6 +29,15 @@ class SsrfBlocked(OSError):
     """Every address of a host is in a refused range."""
 
 
+def is_ip(host: str) -> bool:
+    """Whether a URL host (brackets removed) is an IP literal, which no resolver sees."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_networks(values: Iterable[str]) -> list[IPNetwork]:
     return [ipaddress.ip_network(v, strict=False) for v in values]
 
@@ -58,11 +67,8 @@ def refusal(addr: str, allow: list[IPNetwork]) -> str | None:
 
 async def check_host(host: str, allow: list[IPNetwork], timeout: float = 2.0) -> str | None:
     """Refusal reason for a URL host (None: fine, or cannot be resolved now)."""
-    try:
-        ipaddress.ip_address(host.strip("[]"))
+    if is_ip(host.strip("[]")):
         return refusal(host.strip("[]"), allow)
-    except ValueError:
-        pass
     loop = asyncio.get_running_loop()
     try:
         infos = await asyncio.wait_for(loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), timeout)

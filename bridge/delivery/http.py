@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote, unquote, urlsplit
 
-from bridge.delivery.guard import SsrfBlocked
+from bridge.delivery.guard import SsrfBlocked, is_ip
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 #: idle connections kept per (scheme, host, port)
@@ -70,14 +70,6 @@ class Resolver(Protocol):
 class _Conn:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
-    except OSError:
-        return False
-    return True
 
 
 class WebhookClient:
@@ -201,7 +193,7 @@ class WebhookClient:
             conn.writer.close()
 
     async def _connect(self, scheme: str, host: str, port: int, timeout: float) -> _Conn:
-        if _is_ip(host) or self.resolver is None:
+        if is_ip(host) or self.resolver is None:
             addresses = [host]
         else:
             try:
