@@ -62,6 +62,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.synthetic import flow_blocks  # noqa: E402
 from bridge.store import Store  # noqa: E402
 
 FIXTURES = REPO / "fixtures"
@@ -263,7 +264,7 @@ async def find_rate(args: argparse.Namespace, receiver: str) -> None:
     bisected between LO and HI calls/s; kept up = every request arrived and p99 latency
     stayed under --max-p99 ms (a daemon that lags falls further behind every second)."""
     lo, hi = (float(x) for x in args.find_rate.split(":"))
-    per_call = sum(len(synthetic_blocks(name)) for name in MIX) / len(MIX)
+    per_call = sum(len(flow_blocks(name)) for name in MIX) / len(MIX)
     print(f"\nsearching the sustained rate in [{lo:g}, {hi:g}] calls/s, {args.seconds:g} s per run, "
           f"p99 <= {args.max_p99:g} ms; ~{per_call:.0f} AMI messages per call")  # fmt: skip
     for _ in range(args.steps):
@@ -276,12 +277,6 @@ async def find_rate(args: argparse.Namespace, receiver: str) -> None:
               f"p99 {r.p99:8.1f} ms, CPU {r.cpu_ms_per_call:.2f} ms/call -> {verdict}")  # fmt: skip
         lo, hi = (rate, hi) if ok else (lo, rate)
     print(f"sustained: {lo:.1f} calls/s, {lo * per_call:,.0f} AMI messages/s (p99 <= {args.max_p99:g} ms)")
-
-
-def synthetic_blocks(name: str) -> list[bytes]:
-    from bridge.ami.message import is_banner, split_stream
-
-    return [b for b in split_stream((FIXTURES / f"{name}.ami").read_bytes())[0] if not is_banner(b)]
 
 
 async def amain(args: argparse.Namespace) -> None:

@@ -295,11 +295,6 @@ class Store:
         )
         return [Delivery(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
 
-    def next_pending(self, subscription_id: int) -> Delivery | None:
-        """The oldest pending delivery of a subscription (deliveries go out in order)."""
-        found = self.pending(subscription_id, 1)
-        return found[0] if found else None
-
     def mark(self, delivery_id: int, state: str, attempts: int, next_at: float = 0.0,
              status: int | None = None, error: str | None = None) -> None:  # fmt: skip
         self.mark_many([(state, attempts, next_at, status, error, delivery_id)])
