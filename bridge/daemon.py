@@ -113,14 +113,14 @@ class Daemon:
         spool = self.config.voicemail.spool
         batch = [(ext_id, enrich_voicemail(raw_event, spool)) for ext_id, raw_event in events]
         deliveries = store.enqueue_many(batch)
-        counts = Counter(d.event_id for d in deliveries) if log.isEnabledFor(logging.DEBUG) else None
-        first_id = {id(d.event): d.event_id for d in deliveries} if counts is not None else {}
+        # deliveries per event (each Delivery holds its event's dict), for the debug line only
+        counts = Counter(id(d.event) for d in deliveries) if log.isEnabledFor(logging.DEBUG) else None
         for ext_id, event in batch:
             self.stats.events_out[event["EventType"]] += 1
             if counts is not None:
-                n = counts[first_id[id(event)]] if id(event) in first_id else 0
                 log.debug(
-                    "event %s for extension %s -> %d deliveries", event["EventType"], ext_id, n,
+                    "event %s for extension %s -> %d deliveries",
+                    event["EventType"], ext_id, counts[id(event)],
                     extra={"call_id": event["CallID"], "sub_call_id": event["SubCallID"],
                            "extension_id": ext_id},
                 )  # fmt: skip
