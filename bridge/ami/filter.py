@@ -72,16 +72,6 @@ def _value(block: bytes, key: bytes, *, near_end: bool = False) -> bytes | None:
     return block[i : block.find(b"\n", i)].rstrip(b"\r")
 
 
-def _varset(block: bytes, needs: Needs) -> bool:
-    # wanted() inlines this; kept as the rule's reference
-    name = _value(block, b"\nVariable: ", near_end=True)
-    if name is None:
-        return True
-    if name.startswith(b"__"):
-        return True  # inherited: the configured channel variables are set so
-    return name.lstrip(b"_") in VARIABLES or name in needs.variables
-
-
 _NAMES: dict[frozenset[bytes], frozenset[bytes]] = {}
 
 
@@ -92,6 +82,15 @@ def _names(extra_variables: frozenset[bytes]) -> frozenset[bytes]:
         exact = {*VARIABLES, *(b"_" + v for v in VARIABLES), *extra_variables}
         names = _NAMES[extra_variables] = frozenset({*exact, *(n + b"\r" for n in exact)})
     return names
+
+
+def _varset(block: bytes, needs: Needs) -> bool:
+    # the Variable line is the event's own, after the channel snapshot: search from the end
+    i = block.rfind(b"\nVariable: ")
+    if i < 0:
+        return True
+    name = block[i + 11 : block.find(b"\n", i + 11)]
+    return name.startswith(b"__") or name in _names(needs.variables)  # "__": inherited, always
 
 
 def _newexten(block: bytes, needs: Needs) -> bool:
@@ -131,12 +130,6 @@ def wanted(block: bytes, needs: Needs = _NOTHING_MORE) -> bool:
         return not block.startswith(b"Event: ")  # responses, list items of actions: the caller's
     if rule is True:
         return True
-    if rule is _varset:  # half of a real stream: _varset inlined
-        i = block.rfind(b"\nVariable: ")
-        if i < 0:
-            return True
-        name = block[i + 11 : block.find(b"\n", i + 11)]
-        return name.startswith(b"__") or name in _names(needs.variables)
     return rule(block, needs)
 
 
