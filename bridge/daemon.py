@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge.ami.filter import needs, wanted
-from bridge.ami.source import AmiSource
+from bridge.ami.source import AmiSource, SourceItem
 from bridge.api import DISPATCHER_KEY, make_app
 from bridge.config import Config
 from bridge.control import ACTIONS_KEY, TRANSLATOR_KEY
@@ -63,15 +63,19 @@ class Daemon:
         hub: EventHub,
     ) -> None:
         outage = False
-        async for first in source:
+        feed = translator.feed
+        while True:
+            items = await source.batch(BATCH)
+            # the clock is read here, never in the translator: only for events without Timestamp
+            now_us = time.time_ns() // 1000
             events: list[tuple[int, dict[str, Any]]] = []
-            for item in (first, *source.drain(BATCH - 1)):
-                if item.kind == "message" and item.msg is not None:
-                    self.stats.ami_messages += 1
-                    # the clock is read here, never in the translator: only for events without Timestamp
-                    events += translator.feed(item.msg, now_us=time.time_ns() // 1000)
+            changes = 0
+            for item in items:
+                if not isinstance(item, SourceItem):
+                    events += feed(item, now_us)
                     continue
                 # a connection change: what came before it is committed first, in order
+                changes += 1
                 self._deliver(events, store, dispatcher, mirror, hub)
                 events = []
                 log.info("AMI %s%s", item.kind, f": {item.detail}" if item.detail else "")
@@ -84,6 +88,7 @@ class Daemon:
                         resynced = await self._resync(source, translator)
                         self._deliver(resynced, store, dispatcher, mirror, hub)
             self._deliver(events, store, dispatcher, mirror, hub)
+            self.stats.ami_messages += len(items) - changes
 
     async def _resync(self, source: AmiSource, translator: Translator) -> list[tuple[int, dict[str, Any]]]:
         """After an outage: ask which channels are up, end the calls that ended meanwhile."""

@@ -33,7 +33,7 @@ class Report:
 
 async def _next(source: AmiSource, timeout: float) -> SourceItem | None:
     try:
-        return await asyncio.wait_for(source.queue.get(), timeout)
+        return await asyncio.wait_for(source.get(), timeout)
     except TimeoutError:
         return None
 

@@ -167,3 +167,4 @@ def test_lookups_on_the_text_agree_with_the_full_parse(
             seen = parse(other).span(key)
             assert parse(text).unchanged(key, seen) is (seen == full.span(key))
     assert parse(text).variables() == full.variables()
+    assert lazy.event == parse(text).event == full.first.get("Event")  # the first line's, or get's

@@ -27,8 +27,9 @@ import re
 from typing import overload
 
 BANNER_PREFIX = b"Asterisk Call Manager/"
-#: an empty line ended by a bare LF (the regex engine finds it faster than ``in``)
-_BARE_LF_END = re.compile(b"\n\n")
+#: what the framer's C split cannot cut like the reference path: an empty line ended by
+#: a bare LF, or blank lines after a message's end (one regex scan finds either)
+_ODD = re.compile(b"\n\n|\n\r\n[\r\n]")
 
 # Asterisk escapes snapshot values with ast_escape_c(); undo exactly those escapes.
 _C_ESCAPES = {
@@ -83,7 +84,7 @@ class Message:
     made from pairs directly (``Message(pairs, first)``).
     """
 
-    __slots__ = ("_first", "_pairs", "_problems", "_text", "_unescape", "truncated")
+    __slots__ = ("_event", "_first", "_pairs", "_problems", "_text", "_unescape", "truncated")
 
     def __init__(
         self,
@@ -94,6 +95,7 @@ class Message:
         *,
         text: str | None = None,
         unescape: bool = False,
+        event: str | None = None,
     ) -> None:
         if text is None and pairs is None:
             pairs = []
@@ -105,6 +107,8 @@ class Message:
         #: the block's text after a "\n", so that every header line starts with "\n"
         self._text = None if text is None else "\n" + text
         self._unescape = unescape
+        #: the event name when the caller knew it (:func:`parse` reads the first line)
+        self._event = event
         self.truncated = truncated
 
     # ---- lazy views ------------------------------------------------------------------
@@ -218,7 +222,7 @@ class Message:
     @property
     def event(self) -> str | None:
         """The event name, or None for responses and other non-events."""
-        return self.get("Event")
+        return self._event if self._event is not None else self.get("Event")
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Message):
@@ -244,7 +248,13 @@ def parse(block: bytes | str, *, unescape: bool = True) -> Message:
     text = block.decode("utf-8", "replace") if isinstance(block, bytes) else block
     # UserEvent payloads are sent raw; everything else from snapshots is C-escaped.
     escaped = unescape and "\\" in text and "Event: UserEvent" not in text
-    return Message(text=text, unescape=escaped)
+    event = None
+    if text.startswith("Event: "):  # the first line, as get("Event") would read it
+        eol = text.find("\n")
+        event = (text[7:eol] if eol >= 0 else text[7:]).partition("\r")[0]
+        if escaped and "\\" in event:
+            event = None  # (an escape in an event name: left to get())
+    return Message(text=text, unescape=escaped, event=event)
 
 
 def _nonblank_lines(text: str) -> int:
@@ -299,13 +309,11 @@ class Framer:
             rest = buf[start:] if start else buf
             # The usual case, split in C: no bare-LF empty line, and no message preceded by
             # blank lines. Then the slow path below would cut exactly at each "\n\r\n".
-            if _BARE_LF_END.search(rest) is None:
+            if rest[:1] not in (b"\r", b"\n") and _ODD.search(rest) is None:
                 parts = rest.split(b"\n\r\n")
-                heads = [p[:1] for p in parts]
-                if b"\r" not in heads and b"\n" not in heads and (parts[0] or len(parts) == 1):
-                    self._buf = parts.pop()
-                    out += [p + b"\n\r\n" for p in parts]
-                    return out
+                self._buf = parts.pop()
+                out += [p + b"\n\r\n" for p in parts]
+                return out
         while start < n:
             # skip (and keep) blank lines that precede a message
             body = start

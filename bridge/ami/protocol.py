@@ -40,23 +40,32 @@ class StreamProtocol(AMIProtocol):  # type: ignore[misc]
 
     def data_received(self, data: bytes) -> None:
         want = self._want
+        sink = self._sink
+        responses = self.responses  # the actions awaiting an answer (usually none)
         for block in self._framer.feed(data):
             wanted = want is None or want(block)
-            if not wanted and not (self.responses and b"ActionID: " in block):
+            if not wanted and not (responses and b"ActionID: " in block):
                 continue  # no rule needs it and no action awaits it: never parsed
+            if block.startswith(b"Event: "):
+                msg = parse(block)
+                if wanted:
+                    sink(block, msg)
+                # the list events of actions awaiting them (QueueStatus, CoreShowChannels...)
+                if responses and msg.get("ActionID") in responses:
+                    self._to_panoramisk(block)
+                elif msg.event == "Shutdown":
+                    # Asterisk closes the socket right after; let panoramisk reconnect.
+                    self.connection_lost(None)
+                continue
             if is_banner(block):  # wanted: it is no event
                 if getattr(self, "version", None) is None:
                     self.version = block.decode("utf-8", "replace").partition("/")[2].strip()
                 continue
             msg = parse(block)
             if wanted:
-                self._sink(block, msg)
-            # responses, and the list events of actions awaiting them (QueueStatus, ...)
-            if msg.get("Response") is not None or msg.get("ActionID") in self.responses:
+                sink(block, msg)
+            if msg.get("Response") is not None or msg.get("ActionID") in responses:
                 self._to_panoramisk(block)
-            elif msg.event == "Shutdown":
-                # Asterisk closes the socket right after; let panoramisk reconnect.
-                self.connection_lost(None)
 
     def _to_panoramisk(self, block: bytes) -> None:
         pm = PanoramiskMessage.from_line(block.decode("utf-8", "replace").strip())

@@ -5,6 +5,9 @@ reconnects; :class:`~bridge.ami.protocol.StreamProtocol` frames the bytes. Every
 is put, in arrival order, on one unbounded queue (the read loop never waits on the
 consumer: Asterisk disconnects slow readers), together with ``connected`` /
 ``disconnected`` / ``login-failed`` markers so the pipeline knows what it missed.
+Messages are queued as they are (tens of thousands a second on a busy PBX): the daemon
+takes them in batches with :meth:`AmiSource.batch`; ``async for`` and :meth:`AmiSource.get`
+hand out one :class:`SourceItem` at a time.
 
 Reconnects back off exponentially from ``reconnect_min`` to ``reconnect_max``
 seconds and start over after a successful login.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -39,9 +43,6 @@ class SourceItem:
 
     kind: Kind
     msg: Message | None = None
-    raw: bytes = b""
-    #: loop time when it arrived (for events Asterisk sends without Timestamp)
-    at: float = 0.0
     detail: str = ""
 
 
@@ -80,7 +81,9 @@ class AmiSource:
     def __init__(self, config: AmiConfig, events: str = "on",
                  want: Callable[[bytes], bool] | None = None) -> None:  # fmt: skip
         self.config = config
-        self.queue: asyncio.Queue[SourceItem] = asyncio.Queue()
+        #: messages and connection changes, in arrival order
+        self._items: deque[Message | SourceItem] = deque()
+        self._waiter: asyncio.Future[None] | None = None
         self.connected = False
         self.closed = False
         self._backoff = config.reconnect_min
@@ -108,24 +111,29 @@ class AmiSource:
         self._backoff = min(self._backoff * 2, self.config.reconnect_max)
         return delay
 
-    def _push(self, item: SourceItem) -> None:
-        self.queue.put_nowait(item)
+    def _push(self, item: Message | SourceItem) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
-    def _on_block(self, raw: bytes, msg: Message) -> None:
-        self._push(SourceItem("message", msg, raw, self._loop.time()))
+    def _on_block(self, _raw: bytes, msg: Message) -> None:
+        self._push(msg)
 
     def _on_login(self, _manager: Manager) -> None:
         self.connected = True
         self._backoff = self.config.reconnect_min
         log.info("AMI logged in to %s:%s as %r", self.config.host, self.config.port, self.config.username)
-        self._push(SourceItem("connected", at=self._loop.time()))
+        self._push(SourceItem("connected"))
 
     def _on_disconnect(self, _manager: Manager, exc: object) -> None:
         was = self.connected
         self.connected = False
         if was:
             log.warning("AMI connection to %s:%s lost: %s", self.config.host, self.config.port, exc)
-            self._push(SourceItem("disconnected", at=self._loop.time(), detail=str(exc or "")))
+            self._push(SourceItem("disconnected", detail=str(exc or "")))
 
     async def action(self, fields: dict[str, Any], timeout: float = 10.0) -> dict[str, str]:
         """Send one AMI action and return its response headers.
@@ -172,16 +180,24 @@ class AmiSource:
             self._keepalive.cancel()
         self.manager.close()
 
+    async def batch(self, limit: int) -> list[Message | SourceItem]:
+        """Wait for something, then take up to ``limit`` items in arrival order: each
+        message as its :class:`Message`, each connection change as a :class:`SourceItem`."""
+        items = self._items
+        while not items:
+            self._waiter = self._loop.create_future()
+            await self._waiter
+        if len(items) <= limit:
+            taken = list(items)
+            items.clear()
+            return taken
+        return [items.popleft() for _ in range(limit)]
+
+    async def get(self) -> SourceItem:
+        """The next item, waiting for it (a message comes as a ``message`` item)."""
+        item = (await self.batch(1))[0]
+        return item if isinstance(item, SourceItem) else SourceItem("message", item)
+
     async def __aiter__(self) -> AsyncIterator[SourceItem]:
         while True:
-            yield await self.queue.get()
-
-    def drain(self, limit: int) -> list[SourceItem]:
-        """Up to ``limit`` items already queued, without waiting (for taking them as a batch)."""
-        items: list[SourceItem] = []
-        while len(items) < limit:
-            try:
-                items.append(self.queue.get_nowait())
-            except asyncio.QueueEmpty:
-                break
-        return items
+            yield await self.get()
