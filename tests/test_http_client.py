@@ -255,3 +255,76 @@ async def test_names_go_through_the_ssrf_guard(scripted: Callable[..., object], 
     async with make_client(kind, GuardedResolver(parse_networks(["127.0.0.0/8", "::1/128"]))) as client:
         assert await client.request("POST", named, {}, b"x") == 200
     assert len(server.requests) == 1
+
+
+async def _dribble(answer: bytes, pause: float, silent: bool = False) -> tuple[asyncio.Server, str]:
+    """A server that reads a request, then sends ``answer`` a byte every ``pause`` s (or,
+    ``silent``, nothing at all)."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            await reader.readexactly(1)
+            if silent:
+                await asyncio.sleep(30)
+            for i in range(len(answer)):
+                writer.write(answer[i : i + 1])
+                await writer.drain()
+                await asyncio.sleep(pause)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+async def test_the_read_timeout_runs_between_reads_not_over_the_answer() -> None:
+    """An answer that keeps coming, a byte at a time, is read whole even though it takes
+    longer than the read timeout; silence for that long is a TimeoutError (and the
+    connection is not kept)."""
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    slow, slow_url = await _dribble(answer, pause=0.01)
+    mute, mute_url = await _dribble(answer, pause=0.01, silent=True)
+    loop = asyncio.get_running_loop()
+    try:
+        async with WebhookClient() as client:
+            t0 = loop.time()
+            assert await client.request("POST", slow_url, {}, b"x", read_timeout=0.2) == 200
+            assert loop.time() - t0 > 0.3  # ~40 bytes, 10 ms apart: longer than one timeout
+            t0 = loop.time()
+            with pytest.raises(TimeoutError):
+                await client.request("POST", mute_url, {}, b"x", read_timeout=0.2)
+            assert 0.15 < loop.time() - t0 < 2
+            mute_port = mute.sockets[0].getsockname()[1]
+            assert not client._idle.get(("http", "127.0.0.1", mute_port))  # given up: not kept
+    finally:
+        slow.close()
+        mute.close()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+        b"HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n1;e=x\r\n!\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\nTrailer: t\r\n\r\n",
+    ],
+)
+async def test_answers_cut_into_single_bytes_are_framed_alike(
+    scripted: Callable[..., object], answer: bytes
+) -> None:
+    """The answer parser is fed as bytes arrive: one byte per read gives the same status,
+    and the connection is reused for the next request."""
+    server, url = await _dribble(answer, pause=0.0)
+    try:
+        async with WebhookClient() as client:
+            assert await client.request("POST", url, {}, b"x") == int(answer[9:12])
+    finally:
+        server.close()
+    server2, url2 = await scripted(lambda _r: answer)  # type: ignore[operator]
+    async with WebhookClient() as client:
+        for _ in range(3):
+            assert await client.request("POST", url2, {}, b"x") == int(answer[9:12])
+    assert server2.connections == 1

@@ -1,11 +1,14 @@
 """The webhook HTTP client: HTTP/1.1 requests on kept-alive connections, nothing more.
 
 Why not aiohttp's client, which the bridge used before: on this project's bench
-(bench/http_client.py) one aiohttp request costs ~280 µs of CPU, one of these ~90 µs
-(a bare asyncio stream: ~55 µs), and at 500 calls/s the bridge sends ~3,000 webhooks/s
-from one core. A webhook needs little of what a general client does: no redirects (a
-3xx is an answer, never followed), no cookies, no proxies, no compression, no streaming
-uploads. What it does:
+(bench/http_client.py) one aiohttp request costs ~4-6x the CPU of one of these, and at
+500 calls/s the bridge sends ~3,000 webhooks/s from one core. Each connection is an
+asyncio protocol that frames the answer as its bytes arrive and resolves one future per
+request (no stream reader in between), with one timer per request for the read timeout.
+
+A webhook needs little of what a general client does: no redirects (a 3xx is an
+answer, never followed), no cookies, no proxies, no compression, no streaming uploads.
+What it does:
 
 * ``http`` and ``https`` (certificates verified with the system's CA store);
 * connections kept alive and reused per (scheme, host, port), at most one request on a
@@ -31,7 +34,6 @@ import base64
 import socket
 import ssl
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote, unquote, urlsplit
 
@@ -66,10 +68,218 @@ class Resolver(Protocol):
     ) -> Sequence[Mapping[str, Any]]: ...
 
 
-@dataclass(slots=True)
-class _Conn:
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
+#: the longest answer head read (asyncio streams' own limit)
+MAX_HEAD = 65536
+
+
+class _Conn(asyncio.Protocol):
+    """One connection: sends a request and parses its answer as the bytes arrive.
+
+    An asyncio protocol rather than a stream reader: the answer is framed in
+    :meth:`data_received` and one future per request is resolved with ``(status,
+    reusable)``, without a reader's buffer copies and waits per header and body.
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        #: loop time of the last bytes received (the read timeout runs from it)
+        self.last_read = 0.0
+        self._loop = asyncio.get_running_loop()
+        self._buf = b""
+        self._waiter: asyncio.Future[tuple[int, bool]] | None = None
+        self._method = ""
+        self._max_body = 0
+        #: of the answer being read, once its head is in: status, keep-alive, length, chunked
+        self._head: tuple[int, bool, int | None, bool] | None = None
+        self._got = 0  # chunked: body bytes so far
+        self._read_timeout = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    # ---- asyncio.Protocol ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self._waiter is None:  # bytes nobody asked for: the connection is not reusable
+            self.abort()
+            return
+        self._buf = self._buf + data if self._buf else data
+        self.last_read = self._loop.time()
+        try:
+            done = self._parse()
+        except ResponseError as err:
+            self._fail(err)
+            self.abort()
+            return
+        if done is not None:
+            status, keep = done
+            if self._buf:  # more than the answer: never reuse what is out of step
+                keep = False
+            self._resolve(status, keep)
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._waiter is None or self._waiter.done():
+            return
+        head = self._head
+        if head is not None and head[2] is None and not head[3]:
+            self._resolve(head[0], False)  # a body ended by close: this is its end
+        elif exc is not None:
+            self._fail(ServerDisconnectedError(f"the connection broke: {exc}"))
+        elif head is None:
+            self._fail(ServerDisconnectedError("the receiver closed the connection without an answer"))
+        else:
+            self._fail(ServerDisconnectedError("the receiver closed the connection mid-answer"))
+
+    # ---- requests --------------------------------------------------------------------
+
+    def send(self, data: bytes, method: str, max_body: int,
+             read_timeout: float) -> asyncio.Future[tuple[int, bool]]:  # fmt: skip
+        """Write a request; the future gets ``(status, reusable)`` once its answer is in,
+        or TimeoutError when nothing arrived for ``read_timeout`` seconds."""
+        assert self.transport is not None and self._waiter is None
+        self._waiter = waiter = self._loop.create_future()
+        self._method, self._max_body = method, max_body
+        self._head, self._got, self._buf = None, 0, b""
+        self.last_read = now = self._loop.time()
+        self._read_timeout = read_timeout
+        # one timer per request, moved on only when it fires early (not on every read)
+        self._timer = self._loop.call_at(now + read_timeout, self._check_read)
+        self.transport.write(data)
+        return waiter
+
+    def abort(self) -> None:
+        self._done()
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def _check_read(self) -> None:
+        due = self.last_read + self._read_timeout
+        if self._loop.time() < due:
+            self._timer = self._loop.call_at(due, self._check_read)
+            return
+        self._timer = None
+        self._fail(TimeoutError(f"nothing received for {self._read_timeout:g} s"))
+        self.abort()
+
+    def _done(self) -> asyncio.Future[tuple[int, bool]] | None:
+        """The request's future (None if none), no longer waited for here."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        waiter, self._waiter = self._waiter, None
+        return waiter if waiter is not None and not waiter.done() else None
+
+    def _resolve(self, status: int, keep: bool) -> None:
+        waiter = self._done()
+        if waiter is not None:
+            waiter.set_result((status, keep))
+
+    def _fail(self, error: BaseException) -> None:
+        waiter = self._done()
+        if waiter is not None:
+            waiter.set_exception(error)
+
+    def _parse(self) -> tuple[int, bool] | None:
+        """The answer's ``(status, reusable)`` once complete (consumed from the buffer)."""
+        if self._head is None:
+            end = self._buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._buf) > MAX_HEAD:
+                    raise ResponseError("the answer's headers are too long")
+                return None
+            head, self._buf = self._buf[:end], self._buf[end + 4 :]
+            self._head = _parse_head(head)
+            status, keep, _, _ = self._head
+            if self._method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+                return status, keep and status >= 200
+        status, keep, length, chunked = self._head
+        buf, max_body = self._buf, self._max_body
+        if chunked:
+            return self._chunks(status, keep)
+        if length is not None:
+            if length > max_body:
+                if len(buf) < max_body:
+                    return None
+                self._buf = b""
+                return status, False
+            if len(buf) < length:
+                return None
+            self._buf = buf[length:]
+            return status, keep
+        if len(buf) >= max_body:  # ended by close: read enough of it, never reusable
+            self._buf = b""
+            return status, False
+        return None
+
+    def _chunks(self, status: int, keep: bool) -> tuple[int, bool] | None:
+        """A chunked body, consumed chunk by chunk up to ``max_body`` bytes."""
+        buf = self._buf
+        while True:
+            eol = buf.find(b"\r\n")
+            if eol < 0:
+                self._buf = buf
+                return None
+            try:
+                size = int(buf[:eol].split(b";", 1)[0].strip(), 16)
+            except ValueError as err:
+                raise ResponseError(f"bad chunk size: {buf[:eol][:30]!r}") from err
+            if size == 0:  # then trailers, up to an empty line
+                if buf.startswith(b"\r\n", eol + 2):
+                    self._buf = buf[eol + 4 :]
+                    return status, keep
+                end = buf.find(b"\r\n\r\n", eol + 2)
+                if end < 0:
+                    self._buf = buf
+                    return None
+                self._buf = buf[end + 4 :]
+                return status, keep
+            if self._got + size > self._max_body:
+                self._buf = b""
+                return status, False
+            if len(buf) < eol + 2 + size + 2:
+                self._buf = buf
+                return None
+            buf = buf[eol + 2 + size + 2 :]
+            self._got += size
+
+
+def _parse_head(head: bytes) -> tuple[int, bool, int | None, bool]:
+    """An answer's status line and headers: (status, keep-alive, Content-Length, chunked)."""
+    lines = head.split(b"\r\n")
+    version, _, rest = lines[0].partition(b" ")
+    code = rest[:3]
+    if not version.startswith(b"HTTP/1.") or not code.isdigit():
+        raise ResponseError(f"not an HTTP/1.x answer: {lines[0][:60]!r}")
+    keep = version == b"HTTP/1.1"
+    length: int | None = None
+    chunked = False
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            try:
+                length = int(value.strip())
+            except ValueError as err:
+                raise ResponseError(f"bad Content-Length: {value.strip()[:30]!r}") from err
+        elif name == b"transfer-encoding":
+            chunked = b"chunked" in value.lower()
+        elif name == b"connection":
+            token = value.strip().lower()
+            keep = token != b"close" and (keep or token == b"keep-alive")
+    return int(code), keep, length, chunked
 
 
 class WebhookClient:
@@ -92,7 +302,7 @@ class WebhookClient:
         idle, self._idle = self._idle, {}
         for conns in idle.values():
             for conn in conns:
-                conn.writer.close()
+                conn.close()
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
@@ -143,15 +353,13 @@ class WebhookClient:
             target = rest[slash:].split("#", 1)[0]
         if not target.isascii():
             target = quote(target, safe="/?&=%:@!$'()*+,;~-._[]")
-        lines = [f"{method} {target} HTTP/1.1\r\n{first_lines}"]
-        for k, v in headers.items():
-            if "\n" in v or "\r" in v or "\n" in k or "\r" in k:
-                raise ValueError(f"header {k!r}: a line break would split the request")
-            lines.append(f"{k}: {v}\r\n")
-        if body or method != "GET":
-            lines.append(f"Content-Length: {len(body)}\r\n")
-        lines.append("\r\n")
-        head = "".join(lines).encode("latin-1")
+        fields = "".join([f"{k}: {v}\r\n" for k, v in headers.items()])
+        if fields.count("\n") != len(headers) or fields.count("\r") != len(headers):
+            bad = next(k for k, v in headers.items() if "\n" in k + v or "\r" in k + v)
+            raise ValueError(f"header {bad!r}: a line break would split the request")
+        length = f"Content-Length: {len(body)}\r\n" if body or method != "GET" else ""
+        head = f"{method} {target} HTTP/1.1\r\n{first_lines}{fields}{length}\r\n".encode("latin-1")
+        data = head + body if body else head
         key = (scheme, host, port)
         for attempt in (1, 2):
             conn = self._take(key)
@@ -159,20 +367,19 @@ class WebhookClient:
             if conn is None:
                 conn = await self._connect(scheme, host, port, connect_timeout)
             try:
-                conn.writer.write(head + body if body else head)
-                status, keep = await self._answer(conn.reader, method, read_timeout, max_body)
+                status, keep = await conn.send(data, method, max_body, read_timeout)
             except ServerDisconnectedError:
-                conn.writer.close()
+                conn.abort()
                 if reused and attempt == 1:
                     continue  # the receiver closed an idle connection: once more, on a new one
                 raise
-            except BaseException:
-                conn.writer.close()
+            except BaseException:  # a timeout, garbage, or the caller gave up (cancelled)
+                conn.abort()
                 raise
-            if keep:
+            if keep and not conn.closed:
                 self._give_back(key, conn)
             else:
-                conn.writer.close()
+                conn.close()
             return status
         raise AssertionError("unreachable")
 
@@ -180,9 +387,9 @@ class WebhookClient:
         conns = self._idle.get(key)
         while conns:
             conn = conns.pop()
-            if not conn.writer.is_closing() and not conn.reader.at_eof():
+            if not conn.closed:
                 return conn
-            conn.writer.close()
+            conn.close()
         return None
 
     def _give_back(self, key: tuple[str, str, int], conn: _Conn) -> None:
@@ -190,7 +397,7 @@ class WebhookClient:
         if len(conns) < MAX_IDLE:
             conns.append(conn)
         else:
-            conn.writer.close()
+            conn.close()
 
     async def _connect(self, scheme: str, host: str, port: int, timeout: float) -> _Conn:
         if is_ip(host) or self.resolver is None:
@@ -205,96 +412,19 @@ class WebhookClient:
             addresses = [str(r["host"]) for r in found]
         tls = self._ssl_context() if scheme == "https" else None
         last: BaseException | None = None
+        loop = asyncio.get_running_loop()
         for addr in addresses:
             try:
                 async with asyncio.timeout(timeout):
-                    reader, writer = await asyncio.open_connection(
-                        addr, port, ssl=tls, server_hostname=host if tls else None
+                    _, conn = await loop.create_connection(
+                        _Conn, addr, port, ssl=tls, server_hostname=host if tls else None
                     )
             except (OSError, TimeoutError) as err:
                 last = err
                 continue
-            sock = writer.get_extra_info("socket")
-            if sock is not None:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return _Conn(reader, writer)
+            return conn  # (asyncio sets TCP_NODELAY on TCP transports)
         what = f"{type(last).__name__}: {last}" if last else "no address"
         raise ClientConnectorError(f"cannot connect to {host}:{port} ({what})") from last
-
-    async def _answer(self, reader: asyncio.StreamReader, method: str, read_timeout: float,
-                      max_body: int) -> tuple[int, bool]:  # fmt: skip
-        """Read an answer: (status, whether the connection can be used again)."""
-        async with asyncio.timeout(read_timeout) as deadline:
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except asyncio.IncompleteReadError as err:
-                raise ServerDisconnectedError("the receiver closed the connection without an answer") from err
-            except asyncio.LimitOverrunError as err:
-                raise ResponseError("the answer's headers are too long") from err
-            except ConnectionError as err:
-                raise ServerDisconnectedError(f"the connection broke: {err}") from err
-            lines = head.split(b"\r\n")
-            version, _, rest = lines[0].partition(b" ")
-            code = rest[:3]
-            if not version.startswith(b"HTTP/1.") or not code.isdigit():
-                raise ResponseError(f"not an HTTP/1.x answer: {lines[0][:60]!r}")
-            status = int(code)
-            keep = version == b"HTTP/1.1"
-            length: int | None = None
-            chunked = False
-            for line in lines[1:]:
-                name, _, value = line.partition(b":")
-                name = name.strip().lower()
-                if name == b"content-length":
-                    try:
-                        length = int(value.strip())
-                    except ValueError as err:
-                        raise ResponseError(f"bad Content-Length: {value.strip()[:30]!r}") from err
-                elif name == b"transfer-encoding":
-                    chunked = b"chunked" in value.lower()
-                elif name == b"connection":
-                    token = value.strip().lower()
-                    keep = token != b"close" and (keep or token == b"keep-alive")
-            if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
-                return status, keep and status >= 200
-            try:
-                if chunked:
-                    whole = await self._chunks(reader, max_body, deadline, read_timeout)
-                    return status, keep and whole
-                if length is not None:
-                    if length > max_body:
-                        await reader.readexactly(max_body)
-                        return status, False
-                    await reader.readexactly(length)
-                    return status, keep
-                await reader.read(max_body)  # ended by close: never reusable
-                return status, False
-            except asyncio.IncompleteReadError as err:
-                raise ServerDisconnectedError("the receiver closed the connection mid-answer") from err
-            except ConnectionError as err:
-                raise ServerDisconnectedError(f"the connection broke: {err}") from err
-
-    @staticmethod
-    async def _chunks(reader: asyncio.StreamReader, max_body: int, deadline: asyncio.Timeout,
-                      read_timeout: float) -> bool:  # fmt: skip
-        """Read a chunked body up to ``max_body`` bytes: True when read whole."""
-        got = 0
-        clock = asyncio.get_running_loop().time
-        while True:
-            deadline.reschedule(clock() + read_timeout)
-            line = await reader.readuntil(b"\r\n")
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError as err:
-                raise ResponseError(f"bad chunk size: {line[:30]!r}") from err
-            if size == 0:
-                while (await reader.readuntil(b"\r\n")) != b"\r\n":
-                    pass  # trailers
-                return True
-            if got + size > max_body:
-                return False
-            await reader.readexactly(size + 2)
-            got += size
 
 
 class AiohttpClient:
