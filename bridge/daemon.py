@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import signal
 import time
@@ -22,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.ami.filter import needs, wanted
+from bridge.ami.filter import early_filter, needs
 from bridge.ami.source import AmiSource, SourceItem
 from bridge.api import DISPATCHER_KEY, make_app
 from bridge.config import Config
@@ -145,7 +144,7 @@ class Daemon:
         translator = Translator(config)
         app[TRANSLATOR_KEY] = translator
         need = needs(config)
-        source = AmiSource(config.ami, want=functools.partial(wanted, needs=need))
+        source = AmiSource(config.ami, want=early_filter(need))
         app[ACTIONS_KEY] = source.action
         mirror = MqttMirror(config.mqtt) if config.mqtt is not None else None
         registry, latency = make_registry(Parts(self.stats, source, translator, store, dispatcher, mirror))

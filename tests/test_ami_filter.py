@@ -67,6 +67,19 @@ def test_most_of_a_real_stream_is_never_parsed() -> None:
         (b"Event: Newstate\r\nChannelState: 6\r\n\r\n", True),
         (b"Event: Newstate\r\nChannelState: 5\r\n\r\n", False),
         (b"Event: Newstate\nChannelState: 6\n\n", True),
+        # values compared whole, never as prefixes
+        (b"Event: VarSet\r\nVariable: DIALSTATUSX\r\nValue: BUSY\r\n\r\n", False),
+        (b"Event: VarSet\r\nVariable: DIALSTATUS\nValue: BUSY\n\n", True),  # bare LF
+        (b"Event: VarSet\r\nVariable: _RECID_OLD\r\nValue: x\r\n\r\n", False),
+        (b"Event: VarSet\r\nChannel: X\r\nValue: x\r\n\r\n", True),  # no Variable: kept
+        (b"Event: Newexten\r\nPriority: 10\r\nApplication: Set\r\n\r\n", False),
+        (b"Event: Newexten\r\nPriority: 1\r\nApplication: AppDial2\r\n\r\n", False),
+        (b"Event: Newexten\r\nPriority: 1\r\nApplication: AppDialer\r\n\r\n", True),
+        (b"Event: Newexten\r\nPriority: 2\r\nApplication: VoiceMailMain\r\n\r\n", False),
+        (b"Event: Newexten\nPriority: 4\nApplication: VoiceMail\n\n", True),
+        (b"Event: Newexten\r\nApplication: Set\r\n\r\n", False),  # no priority
+        (b"Event: Newstate\r\nChannelState: 60\r\n\r\n", False),
+        (b"Event: Newstate\r\nChannel: X\r\n\r\n", False),
     ],
 )
 def test_wanted(block: bytes, keep: bool) -> None:

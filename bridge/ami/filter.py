@@ -2,9 +2,10 @@
 
 VarSet and Newexten are most of an AMI stream; most of them, and many other events
 (RTCP reports, device states, connected-line updates...), no translator rule reads. A
-bridge on a busy PBX spends its time parsing them. :func:`wanted` looks at the first
-line (and, for VarSet, Newexten and Newstate, one header: the variable name, priority 1
-or VoiceMail, state Up) without decoding the message; everything it refuses is still
+bridge on a busy PBX spends its time parsing them. :func:`wanted` (:func:`early_filter`
+for one configuration) looks at the first line (and, for VarSet, Newexten and Newstate,
+a header or two: the variable name, priority 1 or VoiceMail, state Up) without decoding
+the message; everything it refuses is still
 framed (and recorded, for ``ami-bridge record``) but never parsed. Tests replay every
 fixture with and without this filter and require the same events, so a rule that needs
 a message the filter drops shows up as a failure.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from bridge.config import Config
@@ -59,78 +60,97 @@ def needs(config: Config) -> Needs:
     return Needs(configured_variables(config), ivrs)
 
 
-def _value(block: bytes, key: bytes, *, near_end: bool = False) -> bytes | None:
-    """The value of the ``\\nKey: value`` line of ``block`` (``key`` = ``b"\\nKey: "``).
-
-    ``near_end``: the event's own headers come after the channel snapshot (a header
-    that appears once): searching from the end finds them sooner.
-    """
-    i = block.rfind(key) if near_end else block.find(key)
+def _value(block: bytes, key: bytes) -> bytes | None:
+    """The value of the first ``\\nKey: value`` line of ``block`` (``key`` = ``b"\\nKey: "``)."""
+    i = block.find(key)
     if i < 0:
         return None
     i += len(key)
     return block[i : block.find(b"\n", i)].rstrip(b"\r")
 
 
-_NAMES: dict[frozenset[bytes], frozenset[bytes]] = {}
+#: the line ends a value may have (Asterisk writes CRLF; recordings may carry bare LF)
+_ENDS = (b"\r\n", b"\n")
+_VOICEMAIL = tuple(b"VoiceMail" + end for end in _ENDS)
+_DIALED = tuple(app + end for app in sorted(DIALED_APPS) for end in _ENDS)
+_PRIORITY_1 = tuple(b"1" + end for end in _ENDS)
+_STATE_UP = tuple(b"6" + end for end in _ENDS)  # only a channel going Up matters
+#: events some rule reads in part only: their own check decides
+_CHECKED = (b"Event: VarSet", b"Event: Newexten", b"Event: Newstate")
 
 
-def _names(extra_variables: frozenset[bytes]) -> frozenset[bytes]:
-    """Every VarSet ``Variable`` line value :func:`_varset` accepts, as the bytes up to LF."""
-    names = _NAMES.get(extra_variables)
-    if names is None:
-        exact = {*VARIABLES, *(b"_" + v for v in VARIABLES), *extra_variables}
-        names = _NAMES[extra_variables] = frozenset({*exact, *(n + b"\r" for n in exact)})
-    return names
+_VARSET = b"Event: VarSet"
 
 
-def _varset(block: bytes, needs: Needs) -> bool:
-    # the Variable line is the event's own, after the channel snapshot: search from the end
-    i = block.rfind(b"\nVariable: ")
-    if i < 0:
-        return True
-    name = block[i + 11 : block.find(b"\n", i + 11)]
-    return name.startswith(b"__") or name in _names(needs.variables)  # "__": inherited, always
+def early_filter(needs: Needs | None = None) -> Callable[[bytes], bool]:
+    """:func:`wanted` for one :class:`Needs`, as a function of the raw block alone.
+
+    It runs on every message the PBX sends, so it is one closure whose checks are
+    C-level searches of the bytes (a header found, its value compared in place), with
+    VarSet, half of all messages, decided inline.
+    """
+    needs = needs or Needs()
+    exact = {*VARIABLES, *(b"_" + v for v in VARIABLES), *needs.variables}
+    #: a wanted VarSet's Variable value up to its LF (with the CR of a CRLF line end)
+    names = frozenset({*exact, *(name + b"\r" for name in exact)})
+    ivrs = needs.ivr_contexts
+
+    def newexten(block: bytes) -> bool:
+        # What the translator reads in Newexten: the first real extension a caller's channel
+        # enters (what it dialed), entering an IVR context, and VoiceMail starting. All but
+        # VoiceMail happen at priority 1 and never on the channels Dial/Queue create.
+        app = block.rfind(b"\nApplication: ") + 14  # the event's own header: near the end
+        if app >= 14 and block.startswith(_VOICEMAIL, app):
+            return True
+        priority = block.find(b"\nPriority: ")
+        if priority < 0 or not block.startswith(_PRIORITY_1, priority + 11):
+            return False
+        if app >= 14 and block.startswith(_DIALED, app):
+            return False
+        if ivrs is None or _value(block, b"\nExten: ") not in SPECIAL_EXTENS:
+            return True
+        return _value(block, b"\nContext: ") in ivrs
+
+    def newstate(block: bytes) -> bool:
+        i = block.find(b"\nChannelState: ")
+        return i >= 0 and block.startswith(_STATE_UP, i + 15)
+
+    checks = {b"Event: Newexten": newexten, b"Event: Newstate": newstate}
+    #: the first line of a message (with its CR, or without for bare-LF input) -> its rule
+    #: (True: always wanted; VarSet: the marker of the inline check below)
+    rules: dict[bytes, bool | bytes | Callable[[bytes], bool]] = {
+        line + cr: _VARSET if line == _VARSET else checks.get(line, True)
+        for line in EVENTS
+        for cr in (b"\r", b"")
+    }
+
+    def want(block: bytes) -> bool:
+        rule = rules.get(block[: block.find(b"\n")])
+        if rule is _VARSET:
+            # the Variable line is the event's own, after the channel snapshot: from the end
+            i = block.rfind(b"\nVariable: ")
+            if i < 0:
+                return True
+            name = block[i + 11 : block.find(b"\n", i + 11)]
+            return name in names or name.startswith(b"__")  # "__": inherited, always
+        if rule is None:
+            return not block.startswith(b"Event: ")  # responses, list items of actions: the caller's
+        return rule is True or rule(block)  # type: ignore[operator]
+
+    return want
 
 
-def _newexten(block: bytes, needs: Needs) -> bool:
-    # What the translator reads in Newexten: the first real extension a caller's channel
-    # enters (what it dialed), entering an IVR context, and VoiceMail starting. All but
-    # VoiceMail happen at priority 1 and never on the channels Dial/Queue create.
-    app = _value(block, b"\nApplication: ", near_end=True)
-    if app == b"VoiceMail":
-        return True
-    if app in DIALED_APPS or _value(block, b"\nPriority: ") != b"1":
-        return False
-    if _value(block, b"\nExten: ") not in SPECIAL_EXTENS or needs.ivr_contexts is None:
-        return True
-    return _value(block, b"\nContext: ") in needs.ivr_contexts
+_FILTERS: dict[Needs, Callable[[bytes], bool]] = {}
 
 
-def _newstate(block: bytes, needs: Needs) -> bool:
-    return _value(block, b"\nChannelState: ") == b"6"  # only a channel going Up matters
-
-
-_Rule = Callable[[bytes, Needs], bool]
-_SPECIAL: dict[bytes, _Rule] = {b"Event: VarSet": _varset, b"Event: Newexten": _newexten,
-                                b"Event: Newstate": _newstate}  # fmt: skip
-#: the first line of a message (with its CR, or without for bare-LF input) -> its rule
-_RULES: dict[bytes, Literal[True] | _Rule] = {
-    line + cr: _SPECIAL.get(line, True) for line in EVENTS for cr in (b"\r", b"")
-}
-
-
-_NOTHING_MORE = Needs()
-
-
-def wanted(block: bytes, needs: Needs = _NOTHING_MORE) -> bool:
-    """False only for messages no translator rule needs (responses are always wanted)."""
-    rule = _RULES.get(block[: block.find(b"\n")])
-    if rule is None:
-        return not block.startswith(b"Event: ")  # responses, list items of actions: the caller's
-    if rule is True:
-        return True
-    return rule(block, needs)
+def wanted(block: bytes, needs: Needs | None = None) -> bool:
+    """False only for messages no translator rule needs (responses are always wanted);
+    ``needs``: what the configuration adds (none: the fixed rules only)."""
+    needs = needs or Needs()
+    want = _FILTERS.get(needs)
+    if want is None:
+        want = _FILTERS[needs] = early_filter(needs)
+    return want(block)
 
 
 def eventfilters(config: Config) -> list[str]:
@@ -143,7 +163,7 @@ def eventfilters(config: Config) -> list[str]:
     bridge keeps its own filter too, so the lines are an optimisation, never required.
     """
     lines = ["; ami-bridge: only the events the bridge reads (put these in the bridge user's section)"]
-    special = {name.removeprefix(b"Event: ").decode() for name in _SPECIAL}
+    special = {name.removeprefix(b"Event: ").decode() for name in _CHECKED}
     for event in sorted(e.removeprefix(b"Event: ").decode() for e in EVENTS):
         if event not in special:
             lines.append(f"eventfilter(action(include),name({event})) =")

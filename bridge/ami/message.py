@@ -27,9 +27,6 @@ import re
 from typing import overload
 
 BANNER_PREFIX = b"Asterisk Call Manager/"
-#: what the framer's C split cannot cut like the reference path: an empty line ended by
-#: a bare LF, or blank lines after a message's end (one regex scan finds either)
-_ODD = re.compile(b"\n\n|\n\r\n[\r\n]")
 
 # Asterisk escapes snapshot values with ast_escape_c(); undo exactly those escapes.
 _C_ESCAPES = {
@@ -309,11 +306,13 @@ class Framer:
             rest = buf[start:] if start else buf
             # The usual case, split in C: no bare-LF empty line, and no message preceded by
             # blank lines. Then the slow path below would cut exactly at each "\n\r\n".
-            if rest[:1] not in (b"\r", b"\n") and _ODD.search(rest) is None:
+            if rest.find(b"\n\n") < 0:
                 parts = rest.split(b"\n\r\n")
-                self._buf = parts.pop()
-                out += [p + b"\n\r\n" for p in parts]
-                return out
+                heads = [p[:1] for p in parts]
+                if b"\r" not in heads and b"\n" not in heads and (parts[0] or len(parts) == 1):
+                    self._buf = parts.pop()
+                    out += [p + b"\n\r\n" for p in parts]
+                    return out
         while start < n:
             # skip (and keep) blank lines that precede a message
             body = start
