@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,8 +54,18 @@ CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (state, subscription
 """
 
 
-#: json.dumps(..., ensure_ascii=False) without building an encoder per call
-_to_json = json.JSONEncoder(ensure_ascii=False).encode
+def _json_encoder() -> Callable[[Any], str]:
+    """json.dumps(..., ensure_ascii=False) for the outbox's plain dicts of str and int:
+    the C encoder made once (JSONEncoder.encode makes one per call), when there is one."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return json.JSONEncoder(ensure_ascii=False).encode
+    # (markers None: no cycle check, an event is a flat dict)
+    encoder = make(None, None, json.encoder.encode_basestring, None, ": ", ", ", False, False, True)
+    return lambda obj: "".join(encoder(obj, 0))
+
+
+_to_json = _json_encoder()
 
 
 class StoreError(Exception):
@@ -352,7 +362,7 @@ class Store:
 Mark = tuple[str, int, float, int | None, str | None, int]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Delivery:
     id: int
     event_id: int

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -15,6 +16,8 @@ from urllib.parse import parse_qsl
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bridge.config import DeliveryConfig
 from bridge.delivery.dispatcher import Dispatcher
@@ -316,3 +319,14 @@ def test_batched_ids_are_the_ones_in_the_file_and_never_reused(tmp_path: Path) -
     )
     assert [(r[0], r[1], '"CallID": "call-4"' in r[2]) for r in rows] == [(3, 5, True)]
     store.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(max_size=12), st.one_of(st.text(max_size=40), st.integers()), max_size=20))
+def test_the_outbox_stores_events_as_json_dumps_would(event: dict[str, object]) -> None:
+    """The store's own encoder (the C one, made once) writes what json.dumps writes, and
+    what json.loads reads back."""
+    from bridge.store import _to_json
+
+    assert _to_json(event) == json.dumps(event, ensure_ascii=False)
+    assert json.loads(_to_json(event)) == event

@@ -62,13 +62,15 @@ def unescape_c(value: str) -> str:
     return "".join(out)
 
 
-_PROBES: dict[str, str] = {}
+class _Probes(dict[str, str]):
+    """``"\\nKey:"`` for each key, what finds a header at a line start (made once per key)."""
+
+    def __missing__(self, key: str) -> str:
+        probe = self[key] = "\n" + key + ":"
+        return probe
 
 
-def _probe(key: str) -> str:
-    """``"\\nKey:"``, what finds a header at a line start (cached: keys are few)."""
-    probe = _PROBES[key] = "\n" + key + ":"
-    return probe
+_PROBES = _Probes()
 
 
 class Message:
@@ -156,7 +158,7 @@ class Message:
         if text is None or self._first is not None:
             return self.first.get(key, default)
         # the hot path of the whole bridge: one search in C
-        probe = _PROBES.get(key) or _probe(key)
+        probe = _PROBES[key]
         i = text.find(probe)
         if i < 0:
             return default
@@ -190,7 +192,7 @@ class Message:
         text = self._text
         if text is None:
             return "".join(f"\n{key}: {v}\n" for v in self.get_all(key))
-        probe = _PROBES.get(key) or _probe(key)
+        probe = _PROBES[key]
         first = text.find(probe)
         if first < 0:
             return ""
@@ -203,7 +205,7 @@ class Message:
         text = self._text
         if text is None or not seen:
             return seen == self.span(key)
-        probe = _PROBES.get(key) or _probe(key)
+        probe = _PROBES[key]
         first = text.find(probe)
         # the same lines from the first occurrence on, and none after them: span(key) == seen
         return first >= 0 and text.startswith(seen, first) and text.find(probe, first + len(seen) - 1) < 0
