@@ -60,7 +60,7 @@ _SIP_NUMBER = re.compile(r"(?:sips?|tel):\+?([^@;>]+)")
 
 def ordered(fields: dict[str, Any], extra_keys: tuple[str, ...] = ()) -> dict[str, Any]:
     """The event's fields in the spec's order, optional ones without a value left out."""
-    return {k: fields[k] for k in (*FIELD_ORDER, *extra_keys) if fields.get(k) not in (None, "")}
+    return {k: v for k in (*FIELD_ORDER, *extra_keys) if (v := fields.get(k)) is not None and v != ""}
 
 
 def timestamp_us(value: str | None) -> int | None:
@@ -181,6 +181,10 @@ class Translator:
             v.forwarded_from: "forwarded_from",
             v.did: "CalledDID",
         }
+        #: the variable behind each field (the first one, should two names share a field)
+        self._var_of: dict[str, str] = {}
+        for name, field_name in self._var_names.items():
+            self._var_of.setdefault(field_name, name)
         self.channels: dict[str, Channel] = {}
         self.calls: dict[str, Call] = {}
         #: Uniqueid of each live Local channel by name, to find a pair's other half
@@ -269,10 +273,10 @@ class Translator:
             chan.call.vars.setdefault(name, value)
 
     def _var(self, chan: Channel, field_name: str) -> str | None:
-        for name, fname in self._var_names.items():
-            if fname == field_name:
-                return chan.vars.get(name) or chan.call.vars.get(name) or None
-        return None
+        name = self._var_of.get(field_name)
+        if name is None:
+            return None
+        return chan.vars.get(name) or chan.call.vars.get(name) or None
 
     def _partner(self, chan: Channel) -> Channel | None:
         """The other half of a Local channel pair."""
