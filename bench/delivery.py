@@ -35,7 +35,10 @@ daemon's peak RSS (VmHWM).
 
 ``--daemon-src DIR`` runs the daemon from another source tree (a before/after
 comparison); ``--profile DIR`` runs the daemon of each mode's first run under cProfile
-and prints its top functions.
+and prints its top functions. ``--instructions N1:N2 --rate 6`` counts the daemon's
+instructions per call under valgrind's callgrind (runs of N1 and N2 calls, the
+difference per call): the same for the same tree whatever else the machine does, so a
+change worth a few percent shows even where timings vary by 30%.
 """
 
 from __future__ import annotations
@@ -140,7 +143,8 @@ async def metric(session: aiohttp.ClientSession, api: str, name: str) -> float:
 
 
 async def run_bridge(args: argparse.Namespace, calls: int, rate: float, receiver: str,
-                     profile: Path | None, eventfilter: bool = False) -> Result:  # fmt: skip
+                     profile: Path | None, eventfilter: bool = False,
+                     callgrind: Path | None = None) -> Result:  # fmt: skip
     tmp = Path(tempfile.mkdtemp(prefix="ami-bridge-bench-"))
     replay = subprocess.Popen(
         [sys.executable, str(REPO / "bench" / "replay_proc.py"), "--calls", str(calls), "--rate", str(rate),
@@ -170,14 +174,17 @@ async def run_bridge(args: argparse.Namespace, calls: int, rate: float, receiver
     cmd = [sys.executable, "-m", "bridge", "run", "--config", str(tmp / "bridge.yaml")]
     if profile is not None:
         cmd[1:1] = ["-m", "cProfile", "-o", str(profile)]
+    if callgrind is not None:  # ~50x slower: start-up takes a minute, hence the long waits below
+        cmd[0:0] = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={callgrind}"]
+    patience = 20 if callgrind is not None else 1
     log = open(tmp / "daemon.log", "wb")  # noqa: SIM115
     daemon = subprocess.Popen(cmd, cwd=args.daemon_src, stderr=log)
     expected = expected_requests(calls)
     api = f"http://127.0.0.1:{api_port}"
     try:
-        readline_json(replay.stdout, 30)  # logged in
+        readline_json(replay.stdout, 30 * patience)  # logged in
         async with aiohttp.ClientSession() as s:
-            for _ in range(300):
+            for _ in range(300 * patience):
                 try:
                     async with s.get(f"{api}/health") as r:
                         if r.status == 200:
@@ -279,15 +286,45 @@ async def find_rate(args: argparse.Namespace, receiver: str) -> None:
     print(f"sustained: {lo:.1f} calls/s, {lo * per_call:,.0f} AMI messages/s (p99 <= {args.max_p99:g} ms)")
 
 
+def instructions(path: Path) -> int:
+    """The total instruction count of a callgrind output file."""
+    for line in path.read_text().splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise RuntimeError(f"no total in {path}")
+
+
+async def count_instructions(args: argparse.Namespace, receiver: str) -> None:
+    """The daemon's instructions per call under callgrind: runs of N1 and N2 calls at
+    --rate, each through the latency mode's path; the difference per call leaves start-up
+    and shutdown out. Repeatable to a fraction of a percent whatever the machine's load."""
+    n1, n2 = (int(x) for x in args.instructions.split(":"))
+    per_pass = len(MIX)
+    n1, n2 = -(-n1 // per_pass) * per_pass, -(-n2 // per_pass) * per_pass
+    tmp = Path(tempfile.mkdtemp(prefix="ami-bridge-callgrind-"))
+    counts = []
+    for n in (n1, n2):
+        out = tmp / f"callgrind.{n}"
+        r = await run_bridge(args, n, args.rate, receiver, None, args.eventfilter, callgrind=out)
+        if not r.complete:
+            print(f"  warning: the {n}-call run lost requests (too high a --rate under valgrind?)")
+        counts.append(instructions(out))
+    per_call = (counts[1] - counts[0]) / (n2 - n1)
+    mode = "Asterisk-side eventfilter" if args.eventfilter else "every message"
+    print(f"\ndaemon from {args.daemon_src}, {mode}, {args.rate:g} calls/s under callgrind: "
+          f"{counts[0]:,} instructions for {n1} calls, {counts[1]:,} for {n2}: "
+          f"{per_call:,.0f} instructions per call")  # fmt: skip
+
+
 async def amain(args: argparse.Namespace) -> None:
     proc = subprocess.Popen(
         [sys.executable, str(REPO / "bench" / "receiver_proc.py")], stdout=subprocess.PIPE
     )
     assert proc.stdout is not None
     receiver = f"http://127.0.0.1:{proc.stdout.readline().decode().strip()}"
-    if args.find_rate:
+    if args.find_rate or args.instructions:
         try:
-            await find_rate(args, receiver)
+            await (find_rate(args, receiver) if args.find_rate else count_instructions(args, receiver))
         finally:
             proc.terminate()
         return
@@ -345,6 +382,14 @@ def main() -> None:
         metavar="LO:HI",
         default=None,
         help="instead: bisect the highest calls/s kept up with (see --seconds, --steps, --max-p99)",
+    )
+    p.add_argument(
+        "--instructions",
+        metavar="N1:N2",
+        default=None,
+        help="instead: the daemon's instructions per call under valgrind's callgrind, from runs "
+        "of N1 and N2 calls at --rate (use a low one, e.g. --rate 6); deterministic, for "
+        "comparing trees with --daemon-src on a noisy machine",
     )
     p.add_argument("--seconds", type=float, default=15.0, help="length of each --find-rate run")
     p.add_argument("--steps", type=int, default=5, help="bisection steps of --find-rate")

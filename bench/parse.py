@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.common import baseline_bytes, baseline_multimap, chunks, measure, table  # noqa: E402
-from bridge.ami.filter import needs, wanted  # noqa: E402
+from bridge.ami.filter import early_filter, needs  # noqa: E402
 from bridge.ami.message import Framer, parse  # noqa: E402
 from bridge.config import load_config  # noqa: E402
 from bridge.replay import replay_bytes  # noqa: E402
@@ -55,10 +55,11 @@ def bridge_full(parts: list[bytes]) -> int:
 
 def bridge_path(parts: list[bytes]) -> int:
     framer = Framer()
+    want = early_filter(NEEDS)  # what the daemon's protocol calls per message
     n = 0
     for part in parts:
         for block in framer.feed(part):
-            if wanted(block, NEEDS):
+            if want(block):
                 parse(block)
             n += 1
     return n
