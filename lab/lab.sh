@@ -78,7 +78,11 @@ up() {
   echo $! >"$pidfile"
   local i
   for i in $(seq 1 100); do
-    if ! running; then tail -20 "$cache/asterisk.out" >&2; die "Asterisk exited at start-up"; fi
+    # kill -0 only: our own child, whose cmdline can read empty while chroot execs it
+    # (running() would then see no asterisk and we would give up on a healthy start)
+    if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+      tail -20 "$cache/asterisk.out" >&2; die "Asterisk exited at start-up"
+    fi
     if cli 'core waitfullybooted' >/dev/null 2>&1; then
       echo "lab: Asterisk up (pid $(cat "$pidfile")), AMI 127.0.0.1:15038, SIP udp 127.0.0.1:15060"
       check_listeners
