@@ -33,12 +33,14 @@ daemon itself counted (``ami_bridge_ami_messages_total``: the early filter drops
 messages unparsed and uncounted); daemon CPU (utime + stime from /proc) per call; the
 daemon's peak RSS (VmHWM).
 
-``--daemon-src DIR`` runs the daemon from another source tree (a before/after
-comparison); ``--profile DIR`` runs the daemon of each mode's first run under cProfile
-and prints its top functions. ``--instructions N1:N2 --rate 6`` counts the daemon's
-instructions per call under valgrind's callgrind (runs of N1 and N2 calls, the
-difference per call): the same for the same tree whatever else the machine does, so a
-change worth a few percent shows even where timings vary by 30%.
+``--spread N`` spreads the calls over N renamed copies of the lab's extensions (with 1,
+phone 101 is in nearly every call and its subscriptions, sent in order one request at a
+time, are what falls behind first). ``--daemon-src DIR`` runs the daemon from another
+source tree (a before/after comparison); ``--profile DIR`` runs the daemon of each
+mode's first run under cProfile and prints its top functions. ``--instructions N1:N2
+--rate 6`` counts the daemon's instructions per call under valgrind's callgrind (runs of
+N1 and N2 calls, the difference per call): the same for the same tree whatever else the
+machine does, so a change worth a few percent shows even where timings vary by 30%.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ import asyncio
 import json
 import os
 import pstats
+import re
 import signal
 import socket
 import statistics
@@ -103,6 +106,24 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def spread_extensions(extensions: list[dict[str, Any]], copies: int) -> list[dict[str, Any]]:
+    """The lab's extensions and ``copies - 1`` renamed copies of them, as
+    bench/replay_proc.py's spread_names renames the recordings (101 -> 5101 in copy 5)."""
+    out = list(extensions)
+    for k in range(1, copies):
+        for ext in extensions:
+            clone = dict(ext, id=ext["id"] + 10000 * k)
+            clone["name"] = re.sub(r"\*(\d+)@", lambda m: f"*{k}{m.group(1)}@", ext["name"])  # noqa: B023
+            for key in ("endpoint", "mailbox"):
+                if key in ext:
+                    clone[key] = f"{k}{ext[key]}"
+            for key in ("queue", "context"):
+                if key in ext:
+                    clone[key] = f"{ext[key]}{k}"
+            out.append(clone)
+    return out
+
+
 def expected_requests(calls: int) -> int:
     """One request per event (every event type of every extension is subscribed)."""
     per_pass = sum(len((FIXTURES / f"{name}.expected.jsonl").read_text().splitlines()) for name in MIX)
@@ -146,8 +167,10 @@ async def run_bridge(args: argparse.Namespace, calls: int, rate: float, receiver
                      profile: Path | None, eventfilter: bool = False,
                      callgrind: Path | None = None) -> Result:  # fmt: skip
     tmp = Path(tempfile.mkdtemp(prefix="ami-bridge-bench-"))
+    calls = -(-calls // (len(MIX) * args.spread)) * len(MIX) * args.spread  # whole passes
     replay = subprocess.Popen(
         [sys.executable, str(REPO / "bench" / "replay_proc.py"), "--calls", str(calls), "--rate", str(rate),
+         "--spread", str(args.spread),
          *(["--eventfilter", str(FIXTURES / "lab.yaml")] if eventfilter else []),
          *(str(FIXTURES / f"{name}.ami") for name in MIX)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -156,6 +179,7 @@ async def run_bridge(args: argparse.Namespace, calls: int, rate: float, receiver
     ami_port = readline_json(replay.stdout, 20)["port"]
     api_port = free_port()
     lab = yaml.safe_load((FIXTURES / "lab.yaml").read_text())
+    lab["extensions"] = spread_extensions(lab["extensions"], args.spread)
     config = {
         "ami": {"host": "127.0.0.1", "port": ami_port, "username": "bridge", "secret": "x",
                 "ping_interval": 3600},
@@ -380,6 +404,13 @@ def main() -> None:
     p.add_argument("--tput-calls", type=int, default=5000, help="calls of the throughput run (0: skip it)")
     p.add_argument("--tput-rate", type=float, default=500.0, help="calls/s offered in the throughput run")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument(
+        "--spread",
+        type=int,
+        default=1,
+        help="spread the calls over this many renamed copies of the lab's extensions (1: all "
+        "calls on the lab's own, phone 101 in nearly every one)",
+    )
     p.add_argument(
         "--find-rate",
         metavar="LO:HI",

@@ -35,6 +35,20 @@ from bridge.config import load_config  # noqa: E402
 from bridge.demo import ReplayServer  # noqa: E402
 
 _CRITERION = re.compile(r"(action|name|header|method)\(([^)]*)\)")
+#: the lab's extension numbers (phones, queues, IVR) as whole tokens, and its queue and
+#: IVR context names: what --spread renames in each copy (see spread_names)
+_NUMBER = re.compile(rb"(?<![0-9A-Za-z.])(10[1-6]|30[01]|400)(?![0-9A-Za-z])")
+_NAMES = re.compile(rb"\b(support|sales|ivr-main)\b")
+
+
+def spread_names(data: bytes, copy: int) -> bytes:
+    """A recording moved to copy ``copy`` of the lab's extensions: numbers 101 -> 5101
+    (copy 5), queue ``sales`` -> ``sales5``, context ``ivr-main`` -> ``ivr-main5``; copy 0
+    is the lab itself. bench/delivery.py configures the same copies (spread_extensions)."""
+    if copy == 0:
+        return data
+    tag = str(copy).encode()
+    return _NAMES.sub(lambda m: m.group(1) + tag, _NUMBER.sub(lambda m: tag + m.group(1), data))
 
 
 def asterisk_filter(lines: list[str]) -> Callable[[bytes], bool]:
@@ -73,9 +87,12 @@ async def main() -> None:
     p.add_argument("--calls", type=int, required=True)
     p.add_argument("--rate", type=float, required=True)
     p.add_argument("--eventfilter", type=Path, default=None, metavar="CONFIG.yaml")
+    p.add_argument("--spread", type=int, default=1, help="copies of the lab's extensions the calls go round")
     p.add_argument("fixtures", nargs="+", type=Path)
     args = p.parse_args()
-    streams = [(f.stem, f.read_bytes()) for f in args.fixtures]
+    streams = [
+        (f"{f.stem}-{k}", spread_names(f.read_bytes(), k)) for k in range(args.spread) for f in args.fixtures
+    ]
     generated_per_pass = sum(len(split_stream(data)[0]) for _, data in streams)
     if args.eventfilter is not None:
         keep = asterisk_filter(eventfilters(load_config(args.eventfilter)))
