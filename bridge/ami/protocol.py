@@ -46,17 +46,6 @@ class StreamProtocol(AMIProtocol):  # type: ignore[misc]
             wanted = want is None or want(block)
             if not wanted and not (responses and b"ActionID: " in block):
                 continue  # no rule needs it and no action awaits it: never parsed
-            if block.startswith(b"Event: "):
-                msg = parse(block)
-                if wanted:
-                    sink(block, msg)
-                # the list events of actions awaiting them (QueueStatus, CoreShowChannels...)
-                if responses and msg.get("ActionID") in responses:
-                    self._to_panoramisk(block)
-                elif msg.event == "Shutdown":
-                    # Asterisk closes the socket right after; let panoramisk reconnect.
-                    self.connection_lost(None)
-                continue
             if is_banner(block):  # wanted: it is no event
                 if getattr(self, "version", None) is None:
                     self.version = block.decode("utf-8", "replace").partition("/")[2].strip()
@@ -64,8 +53,14 @@ class StreamProtocol(AMIProtocol):  # type: ignore[misc]
             msg = parse(block)
             if wanted:
                 sink(block, msg)
-            if msg.get("Response") is not None or msg.get("ActionID") in responses:
-                self._to_panoramisk(block)
+            if not block.startswith(b"Event: "):  # a response (told apart by its first bytes)
+                if msg.get("Response") is not None or msg.get("ActionID") in responses:
+                    self._to_panoramisk(block)
+            elif responses and msg.get("ActionID") in responses:
+                self._to_panoramisk(block)  # a list event answering an action (CoreShowChannels...)
+            elif msg.event == "Shutdown":
+                # Asterisk closes the socket right after; let panoramisk reconnect.
+                self.connection_lost(None)
 
     def _to_panoramisk(self, block: bytes) -> None:
         pm = PanoramiskMessage.from_line(block.decode("utf-8", "replace").strip())
