@@ -7,7 +7,8 @@ and versioned with ``PRAGMA user_version``.
 
 The subscriptions are also kept in memory (every event is matched against them): the
 copy is dropped by each method that writes a subscription, and when another process has
-written the file (``PRAGMA data_version``, checked once per :meth:`Store.enqueue_many`).
+written the file (``PRAGMA data_version``, checked once per :meth:`Store.enqueue_many`,
+under the write lock).
 :meth:`Store.enqueue_many` commits a whole batch of events with their deliveries in one
 transaction and returns the deliveries, so the dispatcher can send them without reading
 them back; :meth:`Store.mark_many` records many delivery outcomes in one transaction.
@@ -15,9 +16,10 @@ them back; :meth:`Store.mark_many` records many delivery outcomes in one transac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -224,13 +226,13 @@ class Store:
         """Commit events, each with one pending delivery per matching subscription, in one
         transaction (all or none). Returns the deliveries, in commit order."""
         try:
-            self._check_others()
-            self._subscriptions()
-            by_key = self._by_key
-            execute = self.db.execute
-            out: list[Delivery] = []
-            execute("BEGIN IMMEDIATE")
-            try:
+            with self._write():
+                # under the write lock: what another process committed before is seen here,
+                # and nothing it commits can come between this check and our ids
+                self._check_others()
+                self._subscriptions()
+                by_key = self._by_key
+                out: list[Delivery] = []
                 # Ids are handed out here, under the write lock, so that each table takes
                 # one executemany: what AUTOINCREMENT would give (never reusing an id).
                 event_id = self._last_id("events")
@@ -253,15 +255,22 @@ class Store:
                     "INSERT INTO deliveries (id, event_id, subscription_id) VALUES (?, ?, ?)", delivery_rows
                 )
                 self._last_ids.clear()  # known again only once committed
-                commit_ids = {"events": event_id, "deliveries": delivery_id}
-                execute("COMMIT")
-            except BaseException:
-                execute("ROLLBACK")
-                raise
-            self._last_ids.update(commit_ids)
+            self._last_ids.update(events=event_id, deliveries=delivery_id)
         except sqlite3.Error as err:
             raise StoreError(f"cannot commit the event to {self.path}: {err}") from err
         return out
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[None]:
+        """One write transaction (BEGIN IMMEDIATE: the write lock at once), committed when
+        the block ends, rolled back if it or the commit raises."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     def _last_id(self, table: str) -> int:
         """The highest id ``table`` ever gave out (AUTOINCREMENT's own record, or the rows)."""
@@ -313,17 +322,12 @@ class Store:
         """Record delivery outcomes ``(state, attempts, next_at, status, error, delivery id)``
         in one transaction."""
         try:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._write():
                 self.db.executemany(
                     "UPDATE deliveries SET state = ?, attempts = ?, next_at = ?, last_status = ?, "
                     "last_error = ? WHERE id = ?",
                     marks,
                 )
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
         except sqlite3.Error as err:
             raise StoreError(f"cannot record delivery outcomes in {self.path}: {err}") from err
 
