@@ -102,28 +102,34 @@ class Dispatcher:
     def push(self, deliveries: Iterable[Delivery]) -> None:
         """Queue deliveries just committed (as :meth:`Store.enqueue_many` returned them)."""
         for d in deliveries:
-            q = self._queues.get(d.subscription_id)
-            if q is None:
-                q = self._queues[d.subscription_id] = _Queue()
+            q = self._queue(d.subscription_id)
             if q.spilled or len(q.items) >= self.WINDOW:
                 q.spilled = True  # read back from the store when the queue has drained
             else:
                 q.items.append(d)
                 self._known.add(d.id)
-            if q.task is None or q.task.done():
-                q.task = asyncio.ensure_future(self._work(d.subscription_id, q))
+            self._run(d.subscription_id, q)
 
     def wake(self) -> None:
         """Read the store for pending deliveries not queued here (what a previous process
         left, failed ones put back by the API or the CLI) and send them."""
         self.flush()
         for sub_id in self.store.pending_subscriptions():
-            q = self._queues.get(sub_id)
-            if q is None:
-                q = self._queues[sub_id] = _Queue()
+            q = self._queue(sub_id)
             self._load(sub_id, q)
-            if q.items and (q.task is None or q.task.done()):
-                q.task = asyncio.ensure_future(self._work(sub_id, q))
+            if q.items:
+                self._run(sub_id, q)
+
+    def _queue(self, sub_id: int) -> _Queue:
+        q = self._queues.get(sub_id)
+        if q is None:
+            q = self._queues[sub_id] = _Queue()
+        return q
+
+    def _run(self, sub_id: int, q: _Queue) -> None:
+        """Start the subscription's worker unless it is running."""
+        if q.task is None or q.task.done():
+            q.task = asyncio.ensure_future(self._work(sub_id, q))
 
     def _load(self, sub_id: int, q: _Queue) -> None:
         """Merge the subscription's oldest pending deliveries from the store into its queue
