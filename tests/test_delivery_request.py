@@ -8,7 +8,14 @@ from urllib.parse import urlencode as stdlib_urlencode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.delivery.request import SIGNATURE_HEADER, build_request, urlencode, verify_signature
+from bridge.delivery.request import (
+    SIGNATURE_HEADER,
+    build_request,
+    encode_fields,
+    form_body,
+    urlencode,
+    verify_signature,
+)
 
 EVENT = {"EventType": "dial-out", "CallID": "c1", "CallerIDName": "Анна & Co", "EventTime": 1766736711480097,
          "Duration": 0}  # fmt: skip
@@ -54,3 +61,30 @@ def test_form_encoding_is_byte_for_byte_the_stdlib_one(fields: list[tuple[str, s
     """The fast encoder gives exactly what urllib.parse.urlencode gives (any text: Cyrillic
     names, spaces, '+', '&', '=', control characters)."""
     assert urlencode(fields) == stdlib_urlencode(fields)
+
+
+#: the characters the fast path lets through, and a few it must not ("+", "%", "/", Cyrillic)
+_NEAR_SAFE = st.text(alphabet="aZ09_.~-* &=+%/\u0430", max_size=16)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.tuples(_NEAR_SAFE, _NEAR_SAFE), max_size=8))
+def test_form_encoding_near_the_fast_path_is_the_stdlib_one(fields: list[tuple[str, str]]) -> None:
+    """Names and values made of what the joined fast path accepts ("*" and " " replaced
+    afterwards), with separators and quoted characters mixed in: still the stdlib bytes."""
+    assert urlencode(fields) == stdlib_urlencode(fields)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(_NEAR_SAFE, st.one_of(_NEAR_SAFE, st.integers(), st.none()), max_size=8))
+def test_form_body_is_the_stdlib_encoding_of_the_events_fields(event: dict[str, object]) -> None:
+    """The POST body: the event's non-empty fields, ints in decimal, as urllib encodes them."""
+    assert form_body(event) == stdlib_urlencode(encode_fields(event))
+    expected = [(k, str(v)) for k, v in event.items() if v is not None and v != ""]
+    assert parse_qsl(form_body(event), keep_blank_values=True) == expected
+
+
+def test_a_typical_event_body() -> None:
+    """Extension names carry "*", caller names spaces: quoted as urllib does."""
+    event = {"EventType": "hangup", "CallerIDName": "Anna Smith", "CallerExtension": "101*000", "Duration": 0}
+    assert form_body(event) == "EventType=hangup&CallerIDName=Anna+Smith&CallerExtension=101%2A000&Duration=0"
