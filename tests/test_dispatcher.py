@@ -330,3 +330,47 @@ def test_the_outbox_stores_events_as_json_dumps_would(event: dict[str, object]) 
 
     assert _to_json(event) == json.dumps(event, ensure_ascii=False)
     assert json.loads(_to_json(event)) == event
+
+
+#: the outbox as version 1 of the schema made it (its index held every delivery)
+SCHEMA_V1 = """
+CREATE TABLE subscriptions (id INTEGER PRIMARY KEY AUTOINCREMENT, extension_id INTEGER NOT NULL,
+    event_type TEXT NOT NULL, url TEXT NOT NULL, method TEXT NOT NULL, enabled INTEGER NOT NULL DEFAULT 1,
+    disabled_reason TEXT);
+CREATE INDEX subscriptions_ext ON subscriptions (extension_id, event_type);
+CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, extension_id INTEGER NOT NULL,
+    event_type TEXT NOT NULL, payload TEXT NOT NULL);
+CREATE TABLE deliveries (id INTEGER PRIMARY KEY AUTOINCREMENT, event_id INTEGER NOT NULL REFERENCES events (id),
+    subscription_id INTEGER NOT NULL, state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+    next_at REAL NOT NULL DEFAULT 0, last_status INTEGER, last_error TEXT);
+CREATE INDEX deliveries_pending ON deliveries (state, subscription_id, id);
+INSERT INTO subscriptions (extension_id, event_type, url, method) VALUES (175, 'hangup', 'http://h/x', 'POST');
+INSERT INTO events (extension_id, event_type, payload) VALUES (175, 'hangup', '{"CallID": "old"}');
+INSERT INTO deliveries (event_id, subscription_id) VALUES (1, 1);
+INSERT INTO deliveries (event_id, subscription_id, state, attempts) VALUES (1, 1, 'failed', 8);
+INSERT INTO deliveries (event_id, subscription_id, state, attempts) VALUES (1, 1, 'delivered', 1);
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_version_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
+    """Opening a store written by version 1: its pending, failed and delivered rows stay as
+    they were, found through the new partial indexes; new ids follow the old ones."""
+    old = sqlite3.connect(tmp_path / "v1.db", isolation_level=None)
+    old.executescript(SCHEMA_V1)
+    old.close()
+    store = Store(tmp_path / "v1.db")
+    indexes = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert indexes == {"subscriptions_ext", "deliveries_pending_by_subscription", "deliveries_failed"}
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert store.pending_subscriptions() == [1]
+    assert [(d.id, d.event) for d in store.pending(1, 10)] == [(1, {"CallID": "old"})]
+    assert [(r["id"], r["attempts"]) for r in store.deliveries("failed")] == [(2, 8)]
+    assert [r["id"] for r in store.deliveries("delivered")] == [3]
+    assert (store.count_deliveries("pending"), store.count_deliveries("failed")) == (1, 1)
+    plan = store.db.execute("EXPLAIN QUERY PLAN SELECT COUNT(*) FROM deliveries WHERE state = 'failed'")
+    assert "deliveries_failed" in str(plan.fetchall())
+    assert [(d.id, d.event_id) for d in store.enqueue(175, event(2))] == [(4, 2)]
+    assert store.retry_failed() == 1 and store.count_deliveries("pending") == 3
+    store.close()
+    Store(tmp_path / "v1.db").close()  # and opened again as version 2: nothing to do
