@@ -136,6 +136,7 @@ class Daemon:
     async def run(self) -> None:
         config = self.config
         store = Store(config.store.path, config.store.synchronous)
+        store.checkpoint_in_background()
         guard = GuardedResolver(parse_networks(config.delivery.allow_networks))
         client = make_client(config.delivery.client, guard, config.delivery.concurrency)
         dispatcher = Dispatcher(store, config.delivery, client)

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,8 @@ from typing import Any
 
 #: 2: the outbox's index covers only pending deliveries (and failed ones have their own),
 #: so marking a delivery delivered takes its row out of the index instead of moving it
+log = logging.getLogger(__name__)
+
 SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS subscriptions (
@@ -117,9 +121,52 @@ class Store:
         self._by_key: dict[tuple[int, str], list[Subscription]] = {}
         #: the last id each outbox table gave out, while no other process writes the file
         self._last_ids: dict[str, int] = {}
+        self._checkpointer: threading.Thread | None = None
+        self._stop_checkpoints = threading.Event()
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._stop_checkpoints.set()
+            self._checkpointer.join()
+            self._checkpointer = None
         self.db.close()
+
+    def checkpoint_in_background(self, interval: float = 0.25) -> None:
+        """Copy the WAL into the database file from a thread of its own, every ``interval``
+        seconds, instead of in whichever commit makes the WAL pass SQLite's 1,000 pages.
+
+        That commit would copy ~4 MB and fsync the file while the event loop waits (up to
+        19 ms on this project's test VM, ~20% of the outbox's time); the thread's SQLite
+        call runs without the GIL. A PASSIVE checkpoint never blocks a writer. Until
+        :meth:`close`; what is left is checkpointed when the last connection closes.
+        """
+        if self._checkpointer is not None or self.path == ":memory:":
+            return
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as err:
+            log.warning("store: no checkpoint thread (%s): commits checkpoint the WAL as before", err)
+            return
+        self.db.execute("PRAGMA wal_autocheckpoint=0")
+        self._stop_checkpoints.clear()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoints, args=(db, interval), name="store-checkpoints", daemon=True
+        )
+        self._checkpointer.start()
+
+    def _checkpoints(self, db: sqlite3.Connection, interval: float) -> None:
+        failing = False
+        try:
+            while not self._stop_checkpoints.wait(interval):
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    failing = False
+                except sqlite3.Error as err:  # a full disk, say: the WAL grows until it passes
+                    if not failing:
+                        log.warning("store checkpoint failed (%s); trying again every %g s", err, interval)
+                    failing = True
+        finally:
+            db.close()
 
     @staticmethod
     def _sub(row: tuple[int, int, str, str, str, int]) -> Subscription:

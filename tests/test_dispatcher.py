@@ -374,3 +374,26 @@ def test_a_version_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
     assert store.retry_failed() == 1 and store.count_deliveries("pending") == 3
     store.close()
     Store(tmp_path / "v1.db").close()  # and opened again as version 2: nothing to do
+
+
+def test_checkpoints_run_in_a_thread_of_their_own(tmp_path: Path) -> None:
+    """With background checkpoints, commits never copy the WAL into the file themselves
+    (autocheckpoint off); the thread does, soon after; close() stops it."""
+    store = Store(tmp_path / "c.db")
+    store.add_subscription(175, "hangup", "http://127.0.0.1:9/x", "POST")
+    store.checkpoint_in_background(interval=0.01)
+    assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    size = (tmp_path / "c.db").stat().st_size
+    for n in range(20):
+        store.enqueue_many([(175, event(100 * n + i)) for i in range(100)])
+    deadline = time.monotonic() + 10
+    while (tmp_path / "c.db").stat().st_size < size + 200_000 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert (tmp_path / "c.db").stat().st_size >= size + 200_000  # the 2,000 events' pages
+    thread = store._checkpointer
+    assert thread is not None and thread.is_alive()
+    store.close()
+    assert not thread.is_alive()
+    check = Store(tmp_path / "c.db")
+    assert check.count_deliveries("pending") == 2000
+    check.close()
