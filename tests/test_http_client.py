@@ -304,6 +304,59 @@ async def test_the_read_timeout_runs_between_reads_not_over_the_answer() -> None
         mute.close()
 
 
+@pytest.mark.parametrize("kind", ["builtin", "aiohttp"])
+async def test_the_total_timeout_cuts_an_answer_that_keeps_coming(kind: str) -> None:
+    """Bytes arriving within the read timeout do not make an answer endless: past the
+    total timeout it is a TimeoutError, whichever client delivers."""
+    slow, slow_url = await _dribble(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", pause=0.02)
+    loop = asyncio.get_running_loop()
+    try:
+        async with make_client(kind) as client:
+            t0 = loop.time()
+            with pytest.raises(TimeoutError):
+                await client.request("POST", slow_url, {}, b"x", read_timeout=0.2, total_timeout=0.3)
+            assert 0.25 < loop.time() - t0 < 0.7  # the whole answer would take ~0.8 s
+    finally:
+        slow.close()
+
+
+async def test_a_kept_connection_still_times_out_its_next_request() -> None:
+    """The read timer is armed per connection, not per request: a request on a connection
+    whose previous answer came at once is still given up after the read timeout."""
+    answered = connections = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal answered, connections
+        connections += 1
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                await reader.readexactly(1)
+                if answered:
+                    await asyncio.sleep(30)  # the second request: silence
+                answered += 1
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    loop = asyncio.get_running_loop()
+    try:
+        async with WebhookClient() as client:
+            assert await client.request("POST", url, {}, b"x", read_timeout=0.3) == 200
+            await asyncio.sleep(0.2)  # the first request's timer is still armed, for 0.1 s more
+            t0 = loop.time()
+            with pytest.raises(TimeoutError):
+                await client.request("POST", url, {}, b"x", read_timeout=0.3)
+            assert 0.25 < loop.time() - t0 < 2
+            assert (answered, connections) == (1, 1)  # the same connection, reused
+    finally:
+        server.close()
+
+
 @pytest.mark.parametrize(
     "answer",
     [

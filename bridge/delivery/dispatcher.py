@@ -237,13 +237,14 @@ class Dispatcher:
 
     async def _send(self, req: WebhookRequest) -> tuple[int | None, str | None]:
         """One HTTP request: (status, None) or (None, what went wrong)."""
+        config = self.config
         try:
-            async with asyncio.timeout(self.config.total_timeout):
-                status = await self.client.request(
-                    req.method, req.url, req.headers, req.body,
-                    connect_timeout=self.config.connect_timeout, read_timeout=self.config.read_timeout,
-                    max_body=65536,  # read a little, never a huge body
-                )  # fmt: skip
+            status = await self.client.request(
+                req.method, req.url, req.headers, req.body,
+                connect_timeout=config.connect_timeout, read_timeout=config.read_timeout,
+                max_body=65536,  # read a little, never a huge body
+                total_timeout=config.total_timeout,
+            )  # fmt: skip
             return status, None
         except SsrfBlocked as err:
             return None, str(err)

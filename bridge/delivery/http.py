@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
 import socket
 import ssl
 from collections.abc import Mapping, Sequence
@@ -94,6 +95,10 @@ class _Conn(asyncio.Protocol):
         self._head: tuple[int, bool, int | None, bool] | None = None
         self._got = 0  # chunked: body bytes so far
         self._read_timeout = 0.0
+        #: loop time by which the answer must be complete (inf: no limit)
+        self._deadline = math.inf
+        #: watches the request in flight; armed by a send when none is, left to fire once
+        #: the answer is in (then it finds nothing to watch): no timer per request
         self._timer: asyncio.TimerHandle | None = None
 
     # ---- asyncio.Protocol ------------------------------------------------------------
@@ -139,46 +144,61 @@ class _Conn(asyncio.Protocol):
 
     # ---- requests --------------------------------------------------------------------
 
-    def send(self, data: bytes, method: str, max_body: int,
-             read_timeout: float) -> asyncio.Future[tuple[int, bool]]:  # fmt: skip
+    def send(self, data: bytes, method: str, max_body: int, read_timeout: float,
+             deadline: float = math.inf) -> asyncio.Future[tuple[int, bool]]:  # fmt: skip
         """Write a request; the future gets ``(status, reusable)`` once its answer is in,
-        or TimeoutError when nothing arrived for ``read_timeout`` seconds."""
+        or TimeoutError when nothing arrived for ``read_timeout`` seconds or the answer
+        is not complete at ``deadline`` (loop time)."""
         assert self.transport is not None and self._waiter is None
         self._waiter = waiter = self._loop.create_future()
         self._method, self._max_body = method, max_body
         self._head, self._got, self._buf = None, 0, b""
         self.last_read = now = self._loop.time()
-        self._read_timeout = read_timeout
-        # one timer per request, moved on only when it fires early (not on every read)
-        self._timer = self._loop.call_at(now + read_timeout, self._check_read)
+        self._read_timeout, self._deadline = read_timeout, deadline
+        due = min(now + read_timeout, deadline)
+        timer = self._timer
+        if timer is None or timer.when() > due:  # else the armed one fires first and looks
+            if timer is not None:
+                timer.cancel()
+            self._timer = self._loop.call_at(due, self._check_read)
         self.transport.write(data)
         return waiter
 
     def abort(self) -> None:
         self._done()
+        self._stop_timer()
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
 
     def close(self) -> None:
+        self._stop_timer()
         self.closed = True
         if self.transport is not None:
             self.transport.close()
 
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     def _check_read(self) -> None:
-        due = self.last_read + self._read_timeout
+        self._timer = None
+        if self._waiter is None:
+            return  # the answer came in: nothing to watch until the next send arms it again
+        due = min(self.last_read + self._read_timeout, self._deadline)
         if self._loop.time() < due:
             self._timer = self._loop.call_at(due, self._check_read)
             return
-        self._timer = None
-        self._fail(TimeoutError(f"nothing received for {self._read_timeout:g} s"))
+        if due == self._deadline:
+            error = TimeoutError("the answer took longer than the total timeout")
+        else:
+            error = TimeoutError(f"nothing received for {self._read_timeout:g} s")
+        self._fail(error)
         self.abort()
 
     def _done(self) -> asyncio.Future[tuple[int, bool]] | None:
         """The request's future (None if none), no longer waited for here."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         waiter, self._waiter = self._waiter, None
         return waiter if waiter is not None and not waiter.done() else None
 
@@ -340,9 +360,12 @@ class WebhookClient:
 
     async def request(self, method: str, url: str, headers: dict[str, str], body: bytes = b"", *,
                       connect_timeout: float = 10.0, read_timeout: float = 10.0,
-                      max_body: int = 65536) -> int:  # fmt: skip
+                      max_body: int = 65536, total_timeout: float | None = None) -> int:  # fmt: skip
         """Send one request and return the answer's status (reading at most ``max_body``
-        bytes of its body)."""
+        bytes of its body); TimeoutError past ``total_timeout`` seconds in all (name
+        resolution, connection, request and answer), if given."""
+        loop = asyncio.get_running_loop()
+        deadline = math.inf if total_timeout is None else loop.time() + total_timeout
         scheme, host, port, first_lines = self._split(url)
         rest = url.split("://", 1)[1]
         slash = rest.find("/")
@@ -365,9 +388,10 @@ class WebhookClient:
             conn = self._take(key)
             reused = conn is not None
             if conn is None:
-                conn = await self._connect(scheme, host, port, connect_timeout)
+                async with asyncio.timeout_at(None if deadline == math.inf else deadline):
+                    conn = await self._connect(scheme, host, port, connect_timeout)
             try:
-                status, keep = await conn.send(data, method, max_body, read_timeout)
+                status, keep = await conn.send(data, method, max_body, read_timeout, deadline)
             except ServerDisconnectedError:
                 conn.abort()
                 if reused and attempt == 1:
@@ -451,9 +475,11 @@ class AiohttpClient:
 
     async def request(self, method: str, url: str, headers: dict[str, str], body: bytes = b"", *,
                       connect_timeout: float = 10.0, read_timeout: float = 10.0,
-                      max_body: int = 65536) -> int:  # fmt: skip
+                      max_body: int = 65536, total_timeout: float | None = None) -> int:  # fmt: skip
         aiohttp = self._aiohttp
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout)
+        timeout = aiohttp.ClientTimeout(
+            total=total_timeout, sock_connect=connect_timeout, sock_read=read_timeout
+        )
         try:
             async with self._session.request(method, url, data=body or None, headers=headers,
                                              timeout=timeout, allow_redirects=False) as resp:  # fmt: skip
