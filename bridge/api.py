@@ -137,7 +137,7 @@ async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamR
 def _extension_id(request: web.Request) -> int:
     raw = request.match_info["extension_id"]
     token: ApiToken = request[TOKEN_KEY]
-    if not raw.isdigit() or request.app[CONFIG_KEY].extension(int(raw)) is None:
+    if not (raw.isascii() and raw.isdigit()) or request.app[CONFIG_KEY].extension(int(raw)) is None:
         raise ApiError(404, "not_found", f"no extension {raw!r}", "extension_id")
     ext_id = int(raw)
     if token.extensions is not None and ext_id not in token.extensions:
@@ -147,7 +147,7 @@ def _extension_id(request: web.Request) -> int:
 
 def _sub_id(request: web.Request) -> int:
     raw = request.match_info["sub_id"]
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise ApiError(404, "not_found", f"no subscription {raw!r}", "id")
     return int(raw)
 

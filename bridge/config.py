@@ -121,7 +121,7 @@ class ApiConfig(_Strict):
     @model_validator(mode="after")
     def _listen_ok(self) -> ApiConfig:
         host, _, port = self.listen.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
             raise ValueError(f"listen must be 'host:port', e.g. 127.0.0.1:8080 (got {self.listen!r})")
         return self
 

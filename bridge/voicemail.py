@@ -41,6 +41,7 @@ def enrich(event: dict[str, Any], spool: str | None) -> dict[str, Any]:
     out = dict(event)
     if info.get("msg_id"):
         out["RecID"] = info["msg_id"]
-    if info.get("duration", "").isdigit():
-        out["Duration"] = int(info["duration"]) * 1_000_000
+    duration = info.get("duration", "")
+    if duration.isascii() and duration.isdigit():
+        out["Duration"] = int(duration) * 1_000_000
     return out

@@ -81,6 +81,8 @@ async def test_put_replaces_and_delete_removes(client: TestClient[Any, Any]) -> 
         (AUTH, "/extension/abc/event/", 404, "not_found"),
         (AUTH, "/extension/175/event/12345", 404, "not_found"),
         (AUTH, "/extension/175/event/x", 404, "not_found"),
+        (AUTH, "/extension/%C2%B2/event/", 404, "not_found"),  # "²": isdigit(), yet no int
+        (AUTH, "/extension/175/event/%C2%B2", 404, "not_found"),
         ({}, "/limit/", 401, "unauthorized"),
         (AUTH, "/nowhere", 404, "not_found"),
     ],

@@ -54,6 +54,7 @@ def test_lab_config_is_valid() -> None:
         (GOOD_AMI + "api: {tokens: [{sha256: abc}]}", "api.tokens[0].sha256"),
         (GOOD_AMI + "api: {tokens: [{token: short}]}", "api.tokens[0].token"),
         (GOOD_AMI + "api: {listen: nowhere}", "api: listen must be 'host:port'"),
+        (GOOD_AMI + "api: {listen: '127.0.0.1:²'}", "api: listen must be 'host:port'"),
     ],
 )  # fmt: skip
 def test_mistakes_are_reported_with_their_key_path(text: str, expected: str) -> None:

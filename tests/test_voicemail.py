@@ -37,3 +37,14 @@ def test_missing_spool_or_file_keeps_the_ami_values(tmp_path: Path) -> None:
         "RecID": "x",
     }
     assert enrich({**EVENT, "RecID": "../../etc/passwd"}, str(tmp_path))["RecID"] == "../../etc/passwd"
+
+
+def test_a_duration_that_is_not_a_number_keeps_the_ami_value(tmp_path: Path) -> None:
+    """duration=² (a digit to str.isdigit(), not to int()) or junk: msg_id is taken, the
+    AMI Duration stays."""
+    box = tmp_path / "default" / "102" / "INBOX"
+    box.mkdir(parents=True)
+    for junk in ("²", "7s", ""):
+        (box / "msg0000.txt").write_text(INFO.replace("duration=7", f"duration={junk}"))
+        out = enrich(EVENT, str(tmp_path))
+        assert out["RecID"] == "1795730605-00000000" and out["Duration"] == EVENT["Duration"]

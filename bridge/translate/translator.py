@@ -64,14 +64,16 @@ def ordered(fields: dict[str, Any], extra_keys: tuple[str, ...] = ()) -> dict[st
 
 
 def timestamp_us(value: str | None) -> int | None:
-    """``"1764186329.123456"`` -> 1764186329123456, exactly (no float rounding)."""
+    """``"1764186329.123456"`` -> 1764186329123456, exactly (no float rounding); None
+    for anything but ASCII digits with an optional fraction."""
     if not value:
         return None
-    sec, _, frac = value.partition(".")
-    if len(frac) == 6 and sec.isdigit() and frac.isdigit():
-        return int(sec + frac)  # what Asterisk writes: %ld.%06ld
+    if value[-7:-6] == "." and len(value) > 7:  # what Asterisk writes: %ld.%06ld
+        digits = value[:-7] + value[-6:]
+        if digits.isascii() and digits.isdigit():
+            return int(digits)
     sec, _, frac = value.strip().partition(".")
-    if not sec.isdigit() or (frac and not frac.isdigit()):
+    if not (sec + frac).isascii() or not sec.isdigit() or (frac and not frac.isdigit()):
         return None
     return int(sec) * 1_000_000 + int((frac + "000000")[:6] or 0)
 
