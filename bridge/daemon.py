@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge.ami.filter import early_filter, needs
+from bridge.ami.message import Message
 from bridge.ami.source import AmiSource, SourceItem
 from bridge.api import DISPATCHER_KEY, make_app
 from bridge.config import Config
@@ -71,7 +72,10 @@ class Daemon:
             changes = 0
             for item in items:
                 if not isinstance(item, SourceItem):
-                    events += feed(item, now_us)
+                    try:
+                        events += feed(item, now_us)
+                    except Exception:  # a translator bug must not stop the bridge for every call
+                        self._untranslatable(item)
                     continue
                 # a connection change: what came before it is committed first, in order
                 changes += 1
@@ -88,6 +92,14 @@ class Daemon:
                         self._deliver(resynced, store, dispatcher, mirror, hub)
             self._deliver(events, store, dispatcher, mirror, hub)
             self.stats.ami_messages += len(items) - changes
+
+    def _untranslatable(self, msg: Message) -> None:
+        self.stats.translate_errors += 1
+        log.exception(
+            "could not translate AMI %s for channel %s (skipped; the events of its call may be "
+            "incomplete): please report this with the message below\n%s",
+            msg.event, msg.get("Uniqueid"), "".join(f"{k}: {v}\n" for k, v in msg.pairs)[:4000],
+        )  # fmt: skip
 
     async def _resync(self, source: AmiSource, translator: Translator) -> list[tuple[int, dict[str, Any]]]:
         """After an outage: ask which channels are up, end the calls that ended meanwhile."""

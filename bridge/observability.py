@@ -33,6 +33,8 @@ class Stats:
     ami_messages: int = 0
     events_out: Counter[str] = field(default_factory=Counter)
     ami_reconnects: int = 0
+    #: AMI messages the translator failed on (a bug: logged with the message, skipped)
+    translate_errors: int = 0
 
 
 @dataclass
@@ -58,6 +60,8 @@ class _Collector(Collector):
             "ami_bridge_ami_messages", "AMI messages received", value=p.stats.ami_messages
         )
         yield CounterMetricFamily("ami_bridge_ami_reconnects", "AMI (re)logins", value=p.stats.ami_reconnects)
+        yield CounterMetricFamily("ami_bridge_translate_errors", "AMI messages the translator failed on "
+                                  "(skipped, logged)", value=p.stats.translate_errors)  # fmt: skip
         out = CounterMetricFamily("ami_bridge_events", "Extension events emitted", labels=["type"])
         for kind, n in sorted(p.stats.events_out.items()):
             out.add_metric([kind], n)

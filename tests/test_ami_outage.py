@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -160,3 +161,64 @@ def test_resync_ends_only_what_is_gone() -> None:
     assert sorted((ext, e["EventType"]) for ext, e in emitted) == [(1103, "hangup"), (1104, "hangup")]
     assert set(t.channels) == first_call
     assert t.resync(first_call, now_us=2) == []
+
+
+async def test_a_translator_failure_skips_a_message_not_the_bridge(tmp_path: Path, monkeypatch: Any) -> None:
+    """Should the translator raise on a message (a bug), the daemon logs and counts it,
+    skips that message and goes on: the call's other events still arrive."""
+    from bridge.translate import Translator
+
+    blocks, _ = split_stream(FIXTURE.read_bytes())
+    ami = ScriptedAmi([blocks], drop=[False])
+    server = await asyncio.start_server(ami.serve, "127.0.0.1", 0)
+    got: list[dict[str, str]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        got.append(dict(parse_qsl((await request.read()).decode())))
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/h", hook)
+    receiver = TestServer(app, host="127.0.0.1")
+    await receiver.start_server()
+    config = parse_config(f"""
+ami: {{host: 127.0.0.1, port: {server.sockets[0].getsockname()[1]}, username: x, secret: x}}
+extensions:
+  - {{id: 1101, name: "000*101@pbx.example", type: phone, endpoint: "101"}}
+  - {{id: 1102, name: "000*102@pbx.example", type: phone, endpoint: "102"}}
+api: {{listen: "127.0.0.1:{free_port()}"}}
+store: {{path: "{tmp_path / "b.db"}"}}
+delivery: {{allow_networks: ["127.0.0.0/8"]}}
+""")
+    store = Store(config.store.path)
+    for ext in (1101, 1102):
+        for kind in ("dial-in", "dial-out", "answer", "hangup"):
+            store.add_subscription(ext, kind, f"http://127.0.0.1:{receiver.port}/h", "POST")
+    store.close()
+    feed = Translator.feed
+
+    def broken(self: Translator, msg: Any, now_us: int | None = None) -> Any:
+        if msg.event == "DialEnd":
+            raise RuntimeError("a translator bug")
+        return feed(self, msg, now_us)
+
+    monkeypatch.setattr(Translator, "feed", broken)
+    daemon = Daemon(config)
+    task = asyncio.ensure_future(daemon.run())
+    try:
+        for _ in range(100):
+            if len(got) >= 4:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        assert not task.done()
+    finally:
+        daemon.stopping.set()
+        await task
+        server.close()
+        await receiver.close()
+    # DialEnd (the answer) was skipped: dial-out, dial-in and both hangups still came
+    kinds = sorted((e["CalledExtensionID"] if e["CallFlow"] == "IN" else e["CallerExtensionID"], e["EventType"])
+                   for e in got)  # fmt: skip
+    assert kinds == [("1101", "dial-out"), ("1101", "hangup"), ("1102", "dial-in"), ("1102", "hangup")]
+    assert daemon.stats.translate_errors == 1
