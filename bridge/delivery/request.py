@@ -40,9 +40,13 @@ def encode_fields(event: dict[str, Any]) -> list[tuple[str, str]]:
 
 #: what ``quote_plus`` leaves as it is
 _SAFE = re.compile(r"[A-Za-z0-9_.~-]*")
-#: a whole joined body that needs no quoting beyond " " -> "+" and "*" -> "%2A": the
-#: characters ``quote_plus`` leaves alone, those two, and the separators "&" and "="
-_FAST = re.compile(r"[A-Za-z0-9_.~* &=-]*")
+#: a whole joined body whose quoting is :data:`_REPLACED`: the characters ``quote_plus``
+#: leaves alone, those it replaces there, and the separators "&" and "="
+_FAST = re.compile(r"[A-Za-z0-9_.~*@+ &=-]*")
+#: what ``quote_plus`` makes of the characters common in events besides the safe ones
+#: (extension names "xxx*yyy@domain", numbers "+7...", names with spaces), in an order
+#: that never replaces a replacement ("+" before " " becomes "+")
+_REPLACED = (("+", "%2B"), (" ", "+"), ("*", "%2A"), ("@", "%40"))
 
 
 @lru_cache(maxsize=4096)
@@ -63,16 +67,17 @@ def form_body(event: dict[str, Any]) -> str:
 
 
 def _joined(parts: list[str]) -> str | None:
-    """``"&".join(parts)`` when that is already the encoding: no part holds a character
-    that quoting changes other than " " and "*" (replaced here), nor a second "=", nor an
-    "&" (the counts show it); None when some part needs quoting (or there is none)."""
+    """``"&".join(parts)``, quoted as a whole, when no part holds a character that quoting
+    changes other than those of :data:`_REPLACED`, nor a second "=", nor an "&" (the
+    counts show it); None when some part needs quoting field by field (or there is none)."""
     text = "&".join(parts)
     n = len(parts)
     if not (text.isascii() and _FAST.fullmatch(text) and text.count("=") == n and text.count("&") == n - 1):
         return None
-    if " " in text:
-        text = text.replace(" ", "+")
-    return text.replace("*", "%2A") if "*" in text else text
+    for char, quoted in _REPLACED:
+        if char in text:
+            text = text.replace(char, quoted)
+    return text
 
 
 def _quoted(fields: list[tuple[str, str]]) -> str:
