@@ -2,9 +2,11 @@
 
 Start-up resumes whatever deliveries were pending when the last process stopped (even
 by ``kill -9``). The pipeline takes the AMI messages that have arrived as one batch (up
-to ``BATCH``), translates them, and commits all their events with their deliveries in
-one transaction before any of those deliveries is sent; the dispatcher gets them from
-that commit, in memory. SIGTERM/SIGINT stop taking AMI input, stop the API, give
+to ``BATCH``; within ``COMMIT_INTERVAL`` of its last commit it first waits for the rest
+of that interval, so that busy AMI traffic shares transactions), translates them, and
+commits all their events with their deliveries, and the delivery outcomes known so far,
+in one transaction before any of those deliveries is sent; the dispatcher gets them
+from that commit, in memory. SIGTERM/SIGINT stop taking AMI input, stop the API, give
 in-flight requests ``shutdown_grace`` seconds, and leave the rest pending for the next
 start.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 import time
 from collections import Counter
@@ -44,6 +47,10 @@ log = logging.getLogger("bridge.daemon")
 
 #: AMI messages taken (translated, committed) at most per turn of the pipeline
 BATCH = 2000
+#: group commit: a turn that comes sooner than this after the last commit first waits for
+#: the rest of it, so that what AMI sends meanwhile shares one transaction (at 450 calls/s
+#: a turn per call would mean ~450 commits/s, each writing the same few pages again)
+COMMIT_INTERVAL = 0.005
 
 
 class Daemon:
@@ -52,6 +59,8 @@ class Daemon:
         self.shutdown_grace = shutdown_grace
         self.stopping = asyncio.Event()
         self.stats = Stats()
+        #: loop time of the pipeline's last commit
+        self._last_commit = -math.inf
 
     async def _pipeline(
         self,
@@ -64,8 +73,13 @@ class Daemon:
     ) -> None:
         outage = False
         feed = translator.feed
+        loop = asyncio.get_running_loop()
         while True:
             items = await source.batch(BATCH)
+            wait = self._last_commit + COMMIT_INTERVAL - loop.time()
+            if wait > 0 and len(items) < BATCH:
+                await asyncio.sleep(wait)
+                items += source.take(BATCH - len(items))
             # the clock is read here, never in the translator: only for events without Timestamp
             now_us = time.time_ns() // 1000
             events: list[tuple[int, dict[str, Any]]] = []
@@ -123,12 +137,19 @@ class Daemon:
         mirror: MqttMirror | None,
         hub: EventHub,
     ) -> None:
-        """Commit a batch of events (one transaction), then queue, mirror and show them."""
+        """Commit a batch of events (one transaction, with the delivery outcomes known so
+        far), then queue, mirror and show them."""
         if not events:
             return
         spool = self.config.voicemail.spool
         batch = [(ext_id, enrich_voicemail(raw_event, spool)) for ext_id, raw_event in events]
-        deliveries = store.enqueue_many(batch)
+        marks = dispatcher.take_marks()
+        try:
+            deliveries = store.enqueue_many(batch, marks)
+        except BaseException:
+            dispatcher.return_marks(marks)
+            raise
+        self._last_commit = asyncio.get_running_loop().time()
         # deliveries per event (each Delivery holds its event's dict), for the debug line only
         counts = Counter(id(d.event) for d in deliveries) if log.isEnabledFor(logging.DEBUG) else None
         for ext_id, event in batch:

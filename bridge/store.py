@@ -281,9 +281,11 @@ class Store:
         """
         return self.enqueue_many([(extension_id, event)])
 
-    def enqueue_many(self, events: Iterable[tuple[int, dict[str, Any]]]) -> list[Delivery]:
+    def enqueue_many(self, events: Iterable[tuple[int, dict[str, Any]]], marks: list[Mark] | None = None,
+                     ) -> list[Delivery]:  # fmt: skip
         """Commit events, each with one pending delivery per matching subscription, in one
-        transaction (all or none). Returns the deliveries, in commit order."""
+        transaction (all or none), with delivery outcomes ``marks`` as :meth:`mark_many`
+        writes them (one transaction for both). Returns the deliveries, in commit order."""
         try:
             with self._write():
                 # under the write lock: what another process committed before is seen here,
@@ -313,6 +315,8 @@ class Store:
                 self.db.executemany(
                     "INSERT INTO deliveries (id, event_id, subscription_id) VALUES (?, ?, ?)", delivery_rows
                 )
+                if marks:
+                    self.db.executemany(_MARK, marks)
                 self._last_ids.clear()  # known again only once committed
             self._last_ids.update(events=event_id, deliveries=delivery_id)
         except sqlite3.Error as err:
@@ -383,11 +387,7 @@ class Store:
         in one transaction."""
         try:
             with self._write():
-                self.db.executemany(
-                    "UPDATE deliveries SET state = ?, attempts = ?, next_at = ?, last_status = ?, "
-                    "last_error = ? WHERE id = ?",
-                    marks,
-                )
+                self.db.executemany(_MARK, marks)
         except sqlite3.Error as err:
             raise StoreError(f"cannot record delivery outcomes in {self.path}: {err}") from err
 
@@ -428,6 +428,9 @@ def _state(state: str) -> str:
     return f"state = '{state}'"
 
 
+_MARK = (
+    "UPDATE deliveries SET state = ?, attempts = ?, next_at = ?, last_status = ?, last_error = ? WHERE id = ?"
+)
 #: one delivery outcome for :meth:`Store.mark_many`:
 #: ``(state, attempts, next_at, last_status, last_error, delivery id)``
 Mark = tuple[str, int, float, int | None, str | None, int]

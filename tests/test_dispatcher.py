@@ -397,3 +397,29 @@ def test_checkpoints_run_in_a_thread_of_their_own(tmp_path: Path) -> None:
     check = Store(tmp_path / "c.db")
     assert check.count_deliveries("pending") == 2000
     check.close()
+
+
+async def test_outcomes_ride_with_the_next_events_commit(tmp_path: Path) -> None:
+    """take_marks hands the outcomes not written yet to a caller that commits them with
+    its events (one transaction); return_marks puts them back when that fails, and the
+    dispatcher then writes them itself."""
+    store = Store(tmp_path / "m.db")
+    sub = store.add_subscription(175, "hangup", "http://127.0.0.1:9/x", "POST")
+    first = store.enqueue_many([(175, event(1)), (175, event(2))])
+    dispatcher = Dispatcher(store, FAST, WebhookClient())
+    dispatcher._mark(first[0].id, "delivered", 1, status=200)
+    dispatcher._mark(first[1].id, "failed", 3, status=500, error="HTTP 500")
+    marks = dispatcher.take_marks()
+    assert len(marks) == 2 and dispatcher.take_marks() == []
+    commits = store._commits
+    later = store.enqueue_many([(175, event(3))], marks)
+    assert store._commits == commits + 1
+    assert [r["id"] for r in store.deliveries("delivered")] == [first[0].id]
+    assert [(r["id"], r["last_error"]) for r in store.deliveries("failed")] == [(first[1].id, "HTTP 500")]
+    assert [d.id for d in store.pending(sub.id, 10)] == [later[0].id]
+    dispatcher._mark(later[0].id, "delivered", 1, status=200)
+    dispatcher.return_marks(dispatcher.take_marks())  # as when the commit failed
+    await asyncio.sleep(Dispatcher.MARK_DELAY * 3)
+    assert store.pending(sub.id, 10) == [] and len(store.deliveries("delivered")) == 2
+    await dispatcher.close()
+    store.close()

@@ -183,10 +183,14 @@ class AmiSource:
     async def batch(self, limit: int) -> list[Message | SourceItem]:
         """Wait for something, then take up to ``limit`` items in arrival order: each
         message as its :class:`Message`, each connection change as a :class:`SourceItem`."""
-        items = self._items
-        while not items:
+        while not self._items:
             self._waiter = self._loop.create_future()
             await self._waiter
+        return self.take(limit)
+
+    def take(self, limit: int) -> list[Message | SourceItem]:
+        """What :meth:`batch` takes, without waiting: up to ``limit`` items, maybe none."""
+        items = self._items
         if len(items) <= limit:
             taken = list(items)
             items.clear()

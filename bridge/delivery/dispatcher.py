@@ -18,8 +18,10 @@ The hot path does not read the store: the daemon commits a batch of events and h
 the deliveries :meth:`Store.enqueue_many` returned to :meth:`Dispatcher.push`, which
 queues them in memory per subscription (at most ``WINDOW`` each: past that they stay
 in the store only and are read back, oldest first, when the queue has drained).
-Outcomes are recorded in batches (one transaction every ``MARK_DELAY`` seconds or
-``MARK_BATCH`` outcomes, and on :meth:`Dispatcher.idle` / :meth:`Dispatcher.close`): a
+Outcomes are recorded in batches (with the daemon's next commit of events, which takes
+them with :meth:`Dispatcher.take_marks`, or in a transaction of their own after
+``MARK_DELAY`` seconds or ``MARK_BATCH`` outcomes, and on :meth:`Dispatcher.idle` /
+:meth:`Dispatcher.close`): a
 ``kill -9`` can lose the last few, and those deliveries are sent again (with the same
 key) by the next process, which at-least-once allows. The store is read at start and
 by :meth:`Dispatcher.wake`, which picks up pending deliveries not queued here (the
@@ -62,8 +64,9 @@ class _Queue:
 class Dispatcher:
     #: deliveries queued in memory per subscription (more wait in the store)
     WINDOW = 1000
-    #: outcomes are written at most this many seconds after they are known...
-    MARK_DELAY = 0.005
+    #: outcomes are written at most this many seconds after they are known (sooner with
+    #: the daemon's events, which it commits every few ms while AMI is busy)...
+    MARK_DELAY = 0.02
     #: ... or as soon as this many are waiting
     MARK_BATCH = 500
     #: how often :meth:`start` checks whether another process wrote the store
@@ -194,6 +197,22 @@ class Dispatcher:
             self.flush()
         elif self._flush_at is None:
             self._flush_at = asyncio.get_running_loop().call_later(self.MARK_DELAY, self.flush)
+
+    def take_marks(self) -> list[Mark]:
+        """The outcomes not written yet, for a caller that writes them in its own
+        transaction (:meth:`Store.enqueue_many`); if that fails, :meth:`return_marks`."""
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+            self._flush_at = None
+        marks, self._marks = self._marks, []
+        return marks
+
+    def return_marks(self, marks: list[Mark]) -> None:
+        """Outcomes :meth:`take_marks` gave that were not written: written later, first."""
+        if marks:
+            self._marks[:0] = marks
+            if self._flush_at is None:
+                self._flush_at = asyncio.get_running_loop().call_later(self.MARK_DELAY, self.flush)
 
     def flush(self) -> None:
         """Write the outcomes known so far, in one transaction."""
