@@ -203,10 +203,12 @@ class Message:
         """Whether this message's ``key`` lines are exactly ``seen`` (an earlier
         :meth:`span`): then their values are the same, and need not be read again."""
         text = self._text
-        if text is None or not seen:
+        if text is None:
             return seen == self.span(key)
         probe = _PROBES[key]
         first = text.find(probe)
+        if not seen:
+            return first < 0
         # the same lines from the first occurrence on, and none after them: span(key) == seen
         return first >= 0 and text.startswith(seen, first) and text.find(probe, first + len(seen) - 1) < 0
 

@@ -152,8 +152,12 @@ class Channel:
     abandoned: bool = False
     vm_started_at: int | None = None
     vm_file: str | None = None
-    #: the raw ChanVariable lines last absorbed (the same lines need no second look)
+    #: the raw ChanVariable lines last absorbed (the same lines need no second look), and
+    #: the DestChanVariable ones (events with two channels show this one's as Dest...)
     vars_span: str = ""
+    dest_vars_span: str = ""
+    #: the last lines absorbed with their key taken out: what both spans show
+    vars_seen: str = ""
     #: set on a transferee by a blind transfer: (number, name, endpoint) of the transferer
     transferred_by: tuple[str, str, str | None] | None = None
 
@@ -248,14 +252,26 @@ class Translator:
             return None
         chan = self.channels.get(uid)
         if chan is not None:
-            self._absorb_from(chan, msg, prefix + "ChanVariable")
+            self._absorb_from(chan, msg, prefix)
         return chan
 
-    def _absorb_from(self, chan: Channel, msg: Message, key: str) -> None:
+    def _absorb_from(self, chan: Channel, msg: Message, prefix: str = "") -> None:
         # every event repeats the channel's variables; they rarely change
-        if msg.unchanged(key, chan.vars_span):
+        dest = prefix == "Dest"
+        key = "DestChanVariable" if dest else "ChanVariable"
+        if msg.unchanged(key, chan.dest_vars_span if dest else chan.vars_span):
             return
-        span = chan.vars_span = msg.span(key)
+        span = msg.span(key)
+        seen = span.replace("\n" + key + ":", "\n:")
+        if seen == chan.vars_seen:  # the same values, last seen under the other key
+            if dest:
+                chan.dest_vars_span = span
+            else:
+                chan.vars_span = span
+            return
+        # new values: the other key's lines, when next seen, are read again too
+        chan.vars_span, chan.dest_vars_span = ("", span) if dest else (span, "")
+        chan.vars_seen = seen
         lines = span.count("\n") - 1
         if span.count("=\r\n") == lines and span.count("=") == lines:
             return  # every one "NAME=" (CRLF): nothing set yet, nothing to read
@@ -388,7 +404,7 @@ class Translator:
         self.channels[uid] = chan
         if chan.is_local:
             self._local_uids[name] = uid
-        self._absorb_from(chan, msg, "ChanVariable")
+        self._absorb_from(chan, msg)
 
     def _set_cid(self, chan: Channel, msg: Message, prefix: str) -> None:
         num = msg.get(prefix + "CallerIDNum", "")
