@@ -23,6 +23,7 @@ from bridge.ami.message import Framer, Message, is_banner, parse
 
 #: ``sink(raw_block, parsed)``: called for every block after the banner, in order.
 Sink = Callable[[bytes, Message], None]
+_SHUTDOWN = b"Event: Shutdown"
 
 
 class StreamProtocol(AMIProtocol):  # type: ignore[misc]
@@ -46,19 +47,23 @@ class StreamProtocol(AMIProtocol):  # type: ignore[misc]
             wanted = want is None or want(block)
             if not wanted and not (responses and b"ActionID: " in block):
                 continue  # no rule needs it and no action awaits it: never parsed
-            if is_banner(block):  # wanted: it is no event
-                if getattr(self, "version", None) is None:
-                    self.version = block.decode("utf-8", "replace").partition("/")[2].strip()
+            if not block.startswith(b"Event: "):  # a response, or the banner (by its first bytes)
+                if is_banner(block):  # wanted: it is no event
+                    if getattr(self, "version", None) is None:
+                        self.version = block.decode("utf-8", "replace").partition("/")[2].strip()
+                    continue
+                msg = parse(block)
+                if wanted:
+                    sink(block, msg)
+                if msg.get("Response") is not None or msg.get("ActionID") in responses:
+                    self._to_panoramisk(block)
                 continue
             msg = parse(block)
             if wanted:
                 sink(block, msg)
-            if not block.startswith(b"Event: "):  # a response (told apart by its first bytes)
-                if msg.get("Response") is not None or msg.get("ActionID") in responses:
-                    self._to_panoramisk(block)
-            elif responses and msg.get("ActionID") in responses:
+            if responses and msg.get("ActionID") in responses:
                 self._to_panoramisk(block)  # a list event answering an action (CoreShowChannels...)
-            elif msg.event == "Shutdown":
+            elif block.startswith(_SHUTDOWN) and msg.event == "Shutdown":
                 # Asterisk closes the socket right after; let panoramisk reconnect.
                 self.connection_lost(None)
 
