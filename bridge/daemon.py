@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.ami.filter import early_filter, needs
+from bridge.ami.filter import coarse_filter, early_filter, needs
 from bridge.ami.message import Message
 from bridge.ami.source import AmiSource, SourceItem
 from bridge.api import DISPATCHER_KEY, make_app
@@ -178,7 +178,7 @@ class Daemon:
         translator = Translator(config)
         app[TRANSLATOR_KEY] = translator
         need = needs(config)
-        source = AmiSource(config.ami, want=early_filter(need))
+        source = AmiSource(config.ami, want=early_filter(need), coarse=coarse_filter(need))
         app[ACTIONS_KEY] = source.action
         mirror = MqttMirror(config.mqtt) if config.mqtt is not None else None
         registry, latency = make_registry(Parts(self.stats, source, translator, store, dispatcher, mirror))

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bridge.ami.filter import early_filter, needs
+from bridge.ami.filter import coarse_filter, early_filter, needs
 from bridge.ami.message import Framer, is_banner, parse
 from bridge.config import Config
 from bridge.translate import Emitted, Translator
@@ -16,9 +16,10 @@ from bridge.translate import Emitted, Translator
 def replay_bytes(translator: Translator, chunks: Iterable[bytes]) -> Iterator[Emitted]:
     """Frame, filter, parse and translate a byte stream given in chunks (the daemon's path)."""
     framer = Framer()
-    want = early_filter(needs(translator.config))
+    need = needs(translator.config)
+    want, coarse = early_filter(need), coarse_filter(need)
     for chunk in chunks:
-        for block in framer.feed(chunk):
+        for block in framer.feed(chunk, coarse):
             if want(block) and not is_banner(block):
                 yield from translator.feed(parse(block))
     tail = framer.close()

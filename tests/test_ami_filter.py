@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from bridge.ami.filter import Needs, eventfilters, needs, wanted
+from bridge.ami.filter import Needs, coarse_filter, eventfilters, needs, wanted
 from bridge.ami.message import is_banner, parse, split_stream
 from bridge.config import load_config
 from bridge.translate import Translator
@@ -14,6 +16,8 @@ from tests.conftest import FIXTURES, fixture_paths
 
 CONFIG = load_config(FIXTURES / "lab.yaml")
 NEEDS = needs(CONFIG)
+COARSE = coarse_filter(NEEDS)
+BLOCKS = [b for p in fixture_paths() for b in split_stream(p.read_bytes())[0]]
 
 
 def translate(blocks: list[bytes]) -> list[object]:
@@ -84,6 +88,46 @@ def test_most_of_a_real_stream_is_never_parsed() -> None:
 )
 def test_wanted(block: bytes, keep: bool) -> None:
     assert wanted(block, NEEDS) is keep
+    # the C first pass lets it through (with or without its empty line), and refuses the
+    # VarSets and the events no rule reads that the early filter refuses
+    part = block[: -3 if block.endswith(b"\n\r\n") else -1]
+    coarse = bool(COARSE(block)), bool(COARSE(part))
+    if keep:
+        assert coarse == (True, True)
+    elif block.startswith((b"Event: VarSet", b"Event: RTCPSent")):
+        assert coarse == (False, False)
+
+
+def test_the_first_pass_refuses_most_of_what_the_filter_refuses() -> None:
+    """Over every fixture: whatever the early filter keeps passes the C first pass, and the
+    first pass alone refuses every VarSet and unread event the filter refuses (what is
+    left to the Python filter: Newexten and Newstate)."""
+    for block in BLOCKS:
+        if wanted(block, NEEDS):
+            assert COARSE(block), block[:200]
+        elif not block.startswith((b"Event: Newexten", b"Event: Newstate")) and block.startswith(b"Event: "):
+            assert not COARSE(block), block[:200]
+
+
+_ODD = st.sampled_from([b"DIALSTATUS", b"__X", b"_RECID", b"RECID_", b"Variable: DID", b"\r", b"\n", b"\r\n",
+                        b"Variable: ", b"Event: VarSet\r\n", b"\nVariable: __", b"ChanVariable: DID=", b"x"])  # fmt: skip
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.sampled_from(BLOCKS), st.lists(st.tuples(st.integers(min_value=0), _ODD), max_size=6), st.booleans()
+)
+def test_the_first_pass_never_refuses_what_the_filter_wants(block: bytes, edits: list[tuple[int, bytes]],
+                                                             bare_lf: bool) -> None:  # fmt: skip
+    """Real blocks with bytes inserted anywhere (variable names, line ends, Variable lines)
+    and in bare-LF form: if the early filter wants one, the first pass lets it through."""
+    for at, piece in edits:
+        at %= len(block) + 1
+        block = block[:at] + piece + block[at:]
+    if bare_lf:
+        block = block.replace(b"\r\n", b"\n")
+    if wanted(block, NEEDS):
+        assert COARSE(block)
 
 
 def test_without_known_ivr_contexts_every_entry_at_s_is_kept() -> None:

@@ -168,3 +168,29 @@ def test_lookups_on_the_text_agree_with_the_full_parse(
             assert parse(text).unchanged(key, seen) is (seen == full.span(key))
     assert parse(text).variables() == full.variables()
     assert lazy.event == parse(text).event == full.first.get("Event")  # the first line's, or get's
+
+
+def _keep_vs(block: bytes) -> bool:
+    """A keep predicate for the tests: VarSets out (seen with or without the empty line)."""
+    return not block.lstrip(b"\r\n").startswith(b"Event: VarSet")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([*_PIECES, b"Event: VarSet\r\n", b"Event: VarSet\n"]), max_size=40),
+       st.lists(st.integers(1, 12), max_size=20), st.booleans())  # fmt: skip
+def test_a_keep_predicate_only_leaves_out_what_it_refuses(
+    pieces: list[bytes], cuts: list[int], fast: bool
+) -> None:
+    """feed(data, keep) gives exactly the blocks feed(data) gives that keep accepts (the
+    banner always), in order, on both paths, however the input is cut."""
+    data = b"".join(pieces)
+    blocks, tail = frame_in_chunks(data, cuts, fast=fast)
+    framer = Framer(fast=fast)
+    kept: list[bytes] = []
+    i = 0
+    for size in cuts:
+        kept += framer.feed(data[i : i + size], _keep_vs)
+        i += size
+    kept += framer.feed(data[i:], _keep_vs)
+    assert kept == [b for b in blocks if _keep_vs(b) or b.startswith(b"Asterisk Call Manager/")]
+    assert framer.close() == tail

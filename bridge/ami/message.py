@@ -24,6 +24,7 @@ Nothing here does I/O or reads the clock.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import overload
 
 BANNER_PREFIX = b"Asterisk Call Manager/"
@@ -288,7 +289,10 @@ class Framer:
         #: take the C split when the input allows it (False: always the reference path)
         self.fast = fast
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes, keep: Callable[[bytes], object] | None = None) -> list[bytes]:
+        """The complete blocks in the stream so far; with ``keep``, only those it accepts
+        (it sees a block with or without its ending empty line; the banner is always
+        given). The blocks refused are never copied out of the stream."""
         buf = self._buf + data if self._buf else data
         out: list[bytes] = []
         start = 0
@@ -315,7 +319,7 @@ class Framer:
                 heads = [p[:1] for p in parts]
                 if b"\r" not in heads and b"\n" not in heads and (parts[0] or len(parts) == 1):
                     self._buf = parts.pop()
-                    out += [p + b"\n\r\n" for p in parts]
+                    out += [p + b"\n\r\n" for p in (parts if keep is None else filter(keep, parts))]
                     return out
         while start < n:
             # skip (and keep) blank lines that precede a message
@@ -332,7 +336,8 @@ class Framer:
             if a < 0 and b < 0:
                 break
             end = b + 2 if a < 0 or 0 <= b < a else a + 3
-            out.append(buf[start:end])
+            if keep is None or keep(buf[start:end]):
+                out.append(buf[start:end])
             start = end
         self._buf = buf[start:]
         return out

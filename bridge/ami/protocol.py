@@ -29,10 +29,13 @@ _SHUTDOWN = b"Event: Shutdown"
 class StreamProtocol(AMIProtocol):  # type: ignore[misc]
     """An AMIProtocol whose input is framed by us and handed to a sink."""
 
-    def __init__(self, sink: Sink, want: Callable[[bytes], bool] | None = None) -> None:
+    def __init__(self, sink: Sink, want: Callable[[bytes], bool] | None = None,
+                 coarse: Callable[[bytes], object] | None = None) -> None:  # fmt: skip
         super().__init__()
         self._sink = sink
         self._want = want
+        #: a C-level first pass of ``want`` (:func:`bridge.ami.filter.coarse_filter`)
+        self._coarse = coarse
         self._framer = Framer()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -43,7 +46,8 @@ class StreamProtocol(AMIProtocol):  # type: ignore[misc]
         want = self._want
         sink = self._sink
         responses = self.responses  # the actions awaiting an answer (usually none)
-        for block in self._framer.feed(data):
+        # while an action awaits its answer, every block is looked at (its list events)
+        for block in self._framer.feed(data, None if responses else self._coarse):
             wanted = want is None or want(block)
             if not wanted and not (responses and b"ActionID: " in block):
                 continue  # no rule needs it and no action awaits it: never parsed
@@ -73,7 +77,8 @@ class StreamProtocol(AMIProtocol):  # type: ignore[misc]
             self.handle_message(pm)
 
 
-def protocol_factory(sink: Sink, want: Callable[[bytes], bool] | None = None) -> Callable[[], Any]:
+def protocol_factory(sink: Sink, want: Callable[[bytes], bool] | None = None,
+                     coarse: Callable[[bytes], object] | None = None) -> Callable[[], Any]:  # fmt: skip
     """A ``protocol_factory`` for ``panoramisk.Manager`` feeding ``sink`` (only the blocks
-    ``want`` accepts, when given)."""
-    return lambda: StreamProtocol(sink, want)
+    ``want`` accepts, when given, with ``coarse`` as its first pass)."""
+    return lambda: StreamProtocol(sink, want, coarse)

@@ -78,8 +78,8 @@ class _Manager(Manager):  # type: ignore[misc]
 class AmiSource:
     """Connect to AMI and iterate over :class:`SourceItem` in arrival order."""
 
-    def __init__(self, config: AmiConfig, events: str = "on",
-                 want: Callable[[bytes], bool] | None = None) -> None:  # fmt: skip
+    def __init__(self, config: AmiConfig, events: str = "on", want: Callable[[bytes], bool] | None = None,
+                 coarse: Callable[[bytes], object] | None = None) -> None:  # fmt: skip
         self.config = config
         #: messages and connection changes, in arrival order
         self._items: deque[Message | SourceItem] = deque()
@@ -99,7 +99,7 @@ class AmiSource:
             ping_delay=10**9,
             ping_interval=10**9,
             reconnect_timeout=config.reconnect_min,
-            protocol_factory=protocol_factory(self._on_block, want),
+            protocol_factory=protocol_factory(self._on_block, want, coarse),
             loop=self._loop,
             on_login=self._on_login,
             on_disconnect=self._on_disconnect,
