@@ -140,3 +140,28 @@ def test_parser_and_translator_do_no_io(module: Path) -> None:
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
     assert not imported & FORBIDDEN, imported & FORBIDDEN
+
+
+def test_variables_follow_the_latest_lines_under_either_key() -> None:
+    """A channel's variables come as ChanVariable in its own events and DestChanVariable
+    in dial events; whichever key shows them, the latest values win, also when they
+    change and change back between the two views (cached lines are never stale)."""
+    from bridge.ami.message import parse
+
+    t = Translator(CONFIG)
+
+    def own(tag: str, event: str = "Newstate") -> bytes:
+        return (f"Event: {event}\r\nChannel: PJSIP/102-00000001\r\nChannelState: 5\r\nUniqueid: u.2\r\n"
+                f"Linkedid: u.2\r\nChanVariable: TAG={tag}\r\nChanVariable: DID=\r\n\r\n").encode()  # fmt: skip
+
+    def dest(tag: str) -> bytes:
+        return ("Event: DialState\r\nDestChannel: PJSIP/102-00000001\r\nDestUniqueid: u.2\r\n"
+                f"DestChanVariable: TAG={tag}\r\nDestChanVariable: DID=\r\n\r\n").encode()  # fmt: skip
+
+    t.feed(parse(own("a", "Newchannel")))
+    seen = []
+    for block in (own("a"), dest("a"), own("a"), dest("b"), own("a"), dest("a"), dest("b"), own("b")):
+        msg = parse(block)
+        t._chan(msg, "Dest" if block.startswith(b"Event: DialState") else "")
+        seen.append(t.channels["u.2"].vars["TAG"])
+    assert seen == ["a", "a", "a", "b", "a", "a", "b", "b"]

@@ -87,6 +87,14 @@ def diversion_number(header: str) -> str:
     return prefix + m.group(1)
 
 
+_VARS, _DEST_VARS = "ChanVariable", "DestChanVariable"
+
+
+def _unkeyed(span: str, key: str) -> str:
+    """Raw ``Key: NAME=value`` lines with the key taken out (what two keys' lines share)."""
+    return span.replace("\n" + key + ":", "\n:")
+
+
 def endpoint_of(channel: str) -> tuple[str, str | None]:
     """(technology, endpoint) of a channel name: PJSIP/101-0000002a -> ("PJSIP", "101")."""
     tech, _, rest = channel.partition("/")
@@ -156,8 +164,6 @@ class Channel:
     #: the DestChanVariable ones (events with two channels show this one's as Dest...)
     vars_span: str = ""
     dest_vars_span: str = ""
-    #: the last lines absorbed with their key taken out: what both spans show
-    vars_seen: str = ""
     #: set on a transferee by a blind transfer: (number, name, endpoint) of the transferer
     transferred_by: tuple[str, str, str | None] | None = None
 
@@ -256,22 +262,26 @@ class Translator:
         return chan
 
     def _absorb_from(self, chan: Channel, msg: Message, prefix: str = "") -> None:
-        # every event repeats the channel's variables; they rarely change
-        dest = prefix == "Dest"
-        key = "DestChanVariable" if dest else "ChanVariable"
-        if msg.unchanged(key, chan.dest_vars_span if dest else chan.vars_span):
+        # Every event repeats the channel's variables, and they rarely change. Events with
+        # two channels show this one's as DestChanVariable: the lines last seen under each
+        # key are kept, and lines that differ from the other key's only in the key are the
+        # values absorbed last (kept lines are never older than that), not read again.
+        if prefix:
+            key, other_key, seen, other = _DEST_VARS, _VARS, chan.dest_vars_span, chan.vars_span
+        else:
+            key, other_key, seen, other = _VARS, _DEST_VARS, chan.vars_span, chan.dest_vars_span
+        if msg.unchanged(key, seen):
             return
         span = msg.span(key)
-        seen = span.replace("\n" + key + ":", "\n:")
-        if seen == chan.vars_seen:  # the same values, last seen under the other key
-            if dest:
-                chan.dest_vars_span = span
-            else:
-                chan.vars_span = span
+        same = bool(other) and _unkeyed(span, key) == _unkeyed(other, other_key)
+        if not same:
+            other = ""  # new values: the other key's lines are read again when next seen
+        if prefix:
+            chan.dest_vars_span, chan.vars_span = span, other
+        else:
+            chan.vars_span, chan.dest_vars_span = span, other
+        if same:
             return
-        # new values: the other key's lines, when next seen, are read again too
-        chan.vars_span, chan.dest_vars_span = ("", span) if dest else (span, "")
-        chan.vars_seen = seen
         lines = span.count("\n") - 1
         if span.count("=\r\n") == lines and span.count("=") == lines:
             return  # every one "NAME=" (CRLF): nothing set yet, nothing to read
