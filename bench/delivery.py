@@ -299,6 +299,7 @@ async def find_rate(args: argparse.Namespace, receiver: str) -> None:
     per_call = sum(len(flow_blocks(name)) for name in MIX) / len(MIX)
     print(f"\nsearching the sustained rate in [{lo:g}, {hi:g}] calls/s, {args.seconds:g} s per run, "
           f"p99 <= {args.max_p99:g} ms; ~{per_call:.0f} AMI messages per call")  # fmt: skip
+    best: float | None = None
     for _ in range(args.steps):
         rate = (lo + hi) / 2
         r = await run_bridge(args, max(len(MIX), int(rate * args.seconds)), rate, receiver, None,
@@ -310,7 +311,12 @@ async def find_rate(args: argparse.Namespace, receiver: str) -> None:
         print(f"  {rate:6.1f} calls/s ({rate * per_call:8,.0f} msg/s offered): p50 {r.p50:8.1f} ms, "
               f"p99 {r.p99:8.1f} ms, CPU {r.cpu_ms_per_call:.2f} ms/call -> {verdict}")  # fmt: skip
         lo, hi = (rate, hi) if ok else (lo, rate)
-    print(f"sustained: {lo:.1f} calls/s, {lo * per_call:,.0f} AMI messages/s (p99 <= {args.max_p99:g} ms)")
+        best = rate if ok else best
+    if best is None:  # LO itself was never run: say so rather than claim it
+        print(f"sustained: no rate tried was kept up with (all above {lo:g} calls/s); try a lower LO")
+    else:
+        print(f"sustained: {best:.1f} calls/s, {best * per_call:,.0f} AMI messages/s "
+              f"(p99 <= {args.max_p99:g} ms)")  # fmt: skip
 
 
 def instructions(path: Path) -> int:
