@@ -139,7 +139,7 @@ def test_fast_split_frames_exactly_like_the_reference_path(pieces: list[bytes], 
 
 
 _KEYS = ["Event", "Uniqueid", "ChanVariable", "DestChanVariable", "Key", "K"]
-_VALUES = ["", "x", "a=b", "Key: y", "\\\\n", "ÿ", " lead", "v:w"]
+_VALUES = ["", "x", "a=b", "Key: y", "\\\\n", "ÿ", " lead", "v:w", "a\rb"]
 
 
 @settings(max_examples=400, deadline=None)

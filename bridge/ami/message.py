@@ -167,7 +167,10 @@ class Message:
         if text.startswith(" ", i):
             i += 1
         j = text.find("\n", i)
-        value = (text[i:j] if j >= 0 else text[i:]).partition("\r")[0]
+        # the CR of a CRLF line end left out at once, not by a partition
+        value = text[i:] if j < 0 else text[i : j - 1] if text[j - 1] == "\r" else text[i:j]
+        if "\r" in value:  # (a stray CR in a bare-LF line: the value ends there)
+            value = value.partition("\r")[0]
         return unescape_c(value) if self._unescape else value
 
     def get_all(self, key: str, span: str | None = None) -> list[str]:
