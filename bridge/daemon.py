@@ -75,11 +75,12 @@ class Daemon:
         feed = translator.feed
         loop = asyncio.get_running_loop()
         while True:
-            items = await source.batch(BATCH)
+            # (nothing is taken before the waits: a stop while waiting leaves it queued)
+            await source.wait()
             wait = self._last_commit + COMMIT_INTERVAL - loop.time()
-            if wait > 0 and len(items) < BATCH:
+            if wait > 0 and source.queued < BATCH:
                 await asyncio.sleep(wait)
-                items += source.take(BATCH - len(items))
+            items = source.take(BATCH)
             # the clock is read here, never in the translator: only for events without Timestamp
             now_us = time.time_ns() // 1000
             events: list[tuple[int, dict[str, Any]]] = []

@@ -183,10 +183,19 @@ class AmiSource:
     async def batch(self, limit: int) -> list[Message | SourceItem]:
         """Wait for something, then take up to ``limit`` items in arrival order: each
         message as its :class:`Message`, each connection change as a :class:`SourceItem`."""
+        await self.wait()
+        return self.take(limit)
+
+    async def wait(self) -> None:
+        """Until an item is queued (at once if one is)."""
         while not self._items:
             self._waiter = self._loop.create_future()
             await self._waiter
-        return self.take(limit)
+
+    @property
+    def queued(self) -> int:
+        """Items waiting to be taken."""
+        return len(self._items)
 
     def take(self, limit: int) -> list[Message | SourceItem]:
         """What :meth:`batch` takes, without waiting: up to ``limit`` items, maybe none."""
