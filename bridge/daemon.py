@@ -6,9 +6,9 @@ to ``BATCH``; within ``COMMIT_INTERVAL`` of its last commit it first waits for t
 of that interval, so that busy AMI traffic shares transactions), translates them, and
 commits all their events with their deliveries, and the delivery outcomes known so far,
 in one transaction before any of those deliveries is sent; the dispatcher gets them
-from that commit, in memory. SIGTERM/SIGINT stop taking AMI input, stop the API, give
-in-flight requests ``shutdown_grace`` seconds, and leave the rest pending for the next
-start.
+from that commit, in memory. SIGTERM/SIGINT stop taking AMI input (what arrived
+is still translated and committed), stop the API, give in-flight requests
+``shutdown_grace`` seconds, and leave the rest pending for the next start.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from bridge.mqtt import MqttMirror
 from bridge.observability import Parts, Stats, make_registry
 from bridge.observability import add_routes as add_observability
 from bridge.sdnotify import Notifier, watchdog_loop
-from bridge.store import Store
+from bridge.store import Store, StoreError
 from bridge.translate import Translator
 from bridge.voicemail import enrich as enrich_voicemail
 
@@ -107,6 +107,31 @@ class Daemon:
                         self._deliver(resynced, store, dispatcher, mirror, hub)
             self._deliver(events, store, dispatcher, mirror, hub)
             self.stats.ami_messages += len(items) - changes
+
+    def _drain(
+        self,
+        source: AmiSource,
+        translator: Translator,
+        store: Store,
+        dispatcher: Dispatcher,
+        mirror: MqttMirror | None,
+        hub: EventHub,
+    ) -> None:
+        """At stop: what AMI sent that the pipeline had not taken yet is translated and
+        committed too (its deliveries then get the shutdown's grace like the others)."""
+        now_us = time.time_ns() // 1000
+        events: list[tuple[int, dict[str, Any]]] = []
+        for item in source.take(source.queued):
+            if isinstance(item, SourceItem):
+                continue
+            try:
+                events += translator.feed(item, now_us)
+            except Exception:
+                self._untranslatable(item)
+        try:
+            self._deliver(events, store, dispatcher, mirror, hub)
+        except StoreError as err:
+            log.error("%d events received before the stop could not be stored: %s", len(events), err)
 
     def _untranslatable(self, msg: Message) -> None:
         self.stats.translate_errors += 1
@@ -226,6 +251,8 @@ class Daemon:
             source.close()
             pipeline.cancel()
             stop_wait.cancel()
+            await asyncio.gather(pipeline, return_exceptions=True)
+            self._drain(source, translator, store, dispatcher, mirror, hub)
             await runner.cleanup()
             try:
                 await asyncio.wait_for(dispatcher.idle(), self.shutdown_grace)

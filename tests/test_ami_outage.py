@@ -4,6 +4,7 @@ is resynchronised with CoreShowChannels, and a hung connection is detected by pi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from pathlib import Path
 from typing import Any
@@ -222,3 +223,67 @@ delivery: {{allow_networks: ["127.0.0.0/8"]}}
                    for e in got)  # fmt: skip
     assert kinds == [("1101", "dial-out"), ("1101", "hangup"), ("1102", "dial-in"), ("1102", "hangup")]
     assert daemon.stats.translate_errors == 1
+
+
+async def test_what_arrived_before_a_stop_is_still_delivered(tmp_path: Path, monkeypatch: Any) -> None:
+    """A stop while AMI messages wait in the pipeline's queue (here: a group-commit
+    interval made 30 s long) translates and commits them anyway: the call's answer and
+    hangups still reach the receiver within the shutdown's grace."""
+    import bridge.daemon
+
+    monkeypatch.setattr(bridge.daemon, "COMMIT_INTERVAL", 30.0)
+    blocks, _ = split_stream(FIXTURE.read_bytes())
+    half = next(i for i, b in enumerate(blocks) if b.startswith(b"Event: DialBegin")) + 1
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"Asterisk Call Manager/9.0.0\r\n")
+        login = await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"Response: Success\r\nActionID: " + action_id(login) + b"\r\n\r\n")
+        writer.write(b"".join(blocks[:half]))
+        await asyncio.sleep(0.5)  # the first part committed, the pipeline now waits
+        writer.write(b"".join(blocks[half:]))
+        await writer.drain()
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            await reader.read()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    got: list[dict[str, str]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        got.append(dict(parse_qsl((await request.read()).decode())))
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/h", hook)
+    receiver = TestServer(app, host="127.0.0.1")
+    await receiver.start_server()
+    config = parse_config(f"""
+ami: {{host: 127.0.0.1, port: {server.sockets[0].getsockname()[1]}, username: x, secret: x}}
+extensions:
+  - {{id: 1101, name: "000*101@pbx.example", type: phone, endpoint: "101"}}
+  - {{id: 1102, name: "000*102@pbx.example", type: phone, endpoint: "102"}}
+api: {{listen: "127.0.0.1:{free_port()}"}}
+store: {{path: "{tmp_path / "b.db"}"}}
+delivery: {{allow_networks: ["127.0.0.0/8"]}}
+""")
+    store = Store(config.store.path)
+    for ext in (1101, 1102):
+        for kind in ("dial-in", "dial-out", "answer", "hangup"):
+            store.add_subscription(ext, kind, f"http://127.0.0.1:{receiver.port}/h", "POST")
+    store.close()
+    daemon = Daemon(config)
+    task = asyncio.ensure_future(daemon.run())
+    try:
+        for _ in range(100):
+            if len(got) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)  # the rest has arrived and waits in the queue
+        assert sorted(e["EventType"] for e in got) == ["dial-in", "dial-out"]
+    finally:
+        daemon.stopping.set()
+        await task
+        server.close()
+        await receiver.close()
+    kinds = sorted(e["EventType"] for e in got)
+    assert kinds == ["answer", "answer", "dial-in", "dial-out", "hangup", "hangup"]
