@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -71,13 +72,12 @@ class ScriptedAmi:
             return
 
 
-async def test_call_that_ended_during_an_outage_gets_its_hangups(tmp_path: Path) -> None:
-    """AMI drops after the answer of 101 -> 102; after reconnecting, CoreShowChannels lists
-    nothing: both components get exactly one hangup (ANSWER), and no dial-in is repeated."""
-    blocks, _ = split_stream(FIXTURE.read_bytes())
-    upto = next(i for i, b in enumerate(blocks) if b.startswith(b"Event: BridgeEnter")) + 2
-    ami = ScriptedAmi([blocks[:upto], []], drop=[True, False])
-    server = await asyncio.start_server(ami.serve, "127.0.0.1", 0)
+@contextlib.asynccontextmanager
+async def running_bridge(tmp_path: Path, ami_port: int, ami_extra: str = "",
+                         ) -> AsyncIterator[tuple[Daemon, asyncio.Task[None], list[dict[str, str]]]]:  # fmt: skip
+    """The daemon in this process with phones 101 and 102, every event type of each
+    subscribed to a loopback receiver: yields it, its task and the forms received; at the
+    end it is stopped (and the receiver closed)."""
     got: list[dict[str, str]] = []
 
     async def hook(request: web.Request) -> web.Response:
@@ -89,7 +89,7 @@ async def test_call_that_ended_during_an_outage_gets_its_hangups(tmp_path: Path)
     receiver = TestServer(app, host="127.0.0.1")
     await receiver.start_server()
     config = parse_config(f"""
-ami: {{host: 127.0.0.1, port: {server.sockets[0].getsockname()[1]}, username: x, secret: x, reconnect_min: 0.2}}
+ami: {{host: 127.0.0.1, port: {ami_port}, username: x, secret: x{ami_extra}}}
 extensions:
   - {{id: 1101, name: "000*101@pbx.example", type: phone, endpoint: "101"}}
   - {{id: 1102, name: "000*102@pbx.example", type: phone, endpoint: "102"}}
@@ -105,20 +105,46 @@ delivery: {{allow_networks: ["127.0.0.0/8"]}}
     daemon = Daemon(config)
     task = asyncio.ensure_future(daemon.run())
     try:
-        for _ in range(100):
-            if len(got) >= 6:
-                break
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.3)
+        yield daemon, task, got
     finally:
         daemon.stopping.set()
         await task
-        server.close()
         await receiver.close()
-    kinds = sorted((e["CalledExtensionID"] if e["CallFlow"] == "IN" else e["CallerExtensionID"], e["EventType"])
-                   for e in got)  # fmt: skip
-    assert kinds == [("1101", "answer"), ("1101", "dial-out"), ("1101", "hangup"),
-                     ("1102", "answer"), ("1102", "dial-in"), ("1102", "hangup")]  # fmt: skip
+
+
+async def until(got: list[dict[str, str]], n: int) -> None:
+    """Until ``n`` requests came (5 s at most)."""
+    for _ in range(100):
+        if len(got) >= n:
+            break
+        await asyncio.sleep(0.05)
+
+
+def components(got: list[dict[str, str]]) -> list[tuple[str, str]]:
+    """(extension id of the component, event type) of each request, sorted."""
+    return sorted((e["CalledExtensionID"] if e["CallFlow"] == "IN" else e["CallerExtensionID"], e["EventType"])
+                  for e in got)  # fmt: skip
+
+
+async def test_call_that_ended_during_an_outage_gets_its_hangups(tmp_path: Path) -> None:
+    """AMI drops after the answer of 101 -> 102; after reconnecting, CoreShowChannels lists
+    nothing: both components get exactly one hangup (ANSWER), and no dial-in is repeated."""
+    blocks, _ = split_stream(FIXTURE.read_bytes())
+    upto = next(i for i, b in enumerate(blocks) if b.startswith(b"Event: BridgeEnter")) + 2
+    ami = ScriptedAmi([blocks[:upto], []], drop=[True, False])
+    server = await asyncio.start_server(ami.serve, "127.0.0.1", 0)
+    try:
+        async with running_bridge(tmp_path, server.sockets[0].getsockname()[1], ", reconnect_min: 0.2") as (
+            _,
+            _,
+            got,
+        ):
+            await until(got, 6)
+            await asyncio.sleep(0.3)
+    finally:
+        server.close()
+    assert components(got) == [("1101", "answer"), ("1101", "dial-out"), ("1101", "hangup"),
+                               ("1102", "answer"), ("1102", "dial-in"), ("1102", "hangup")]  # fmt: skip
     assert all(e["CallStatus"] == "ANSWER" for e in got if e["EventType"] == "hangup")
     assert ami.connections == 2 and "CoreShowChannels" in ami.actions
 
@@ -172,30 +198,6 @@ async def test_a_translator_failure_skips_a_message_not_the_bridge(tmp_path: Pat
     blocks, _ = split_stream(FIXTURE.read_bytes())
     ami = ScriptedAmi([blocks], drop=[False])
     server = await asyncio.start_server(ami.serve, "127.0.0.1", 0)
-    got: list[dict[str, str]] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        got.append(dict(parse_qsl((await request.read()).decode())))
-        return web.Response()
-
-    app = web.Application()
-    app.router.add_post("/h", hook)
-    receiver = TestServer(app, host="127.0.0.1")
-    await receiver.start_server()
-    config = parse_config(f"""
-ami: {{host: 127.0.0.1, port: {server.sockets[0].getsockname()[1]}, username: x, secret: x}}
-extensions:
-  - {{id: 1101, name: "000*101@pbx.example", type: phone, endpoint: "101"}}
-  - {{id: 1102, name: "000*102@pbx.example", type: phone, endpoint: "102"}}
-api: {{listen: "127.0.0.1:{free_port()}"}}
-store: {{path: "{tmp_path / "b.db"}"}}
-delivery: {{allow_networks: ["127.0.0.0/8"]}}
-""")
-    store = Store(config.store.path)
-    for ext in (1101, 1102):
-        for kind in ("dial-in", "dial-out", "answer", "hangup"):
-            store.add_subscription(ext, kind, f"http://127.0.0.1:{receiver.port}/h", "POST")
-    store.close()
     feed = Translator.feed
 
     def broken(self: Translator, msg: Any, now_us: int | None = None) -> Any:
@@ -204,24 +206,20 @@ delivery: {{allow_networks: ["127.0.0.0/8"]}}
         return feed(self, msg, now_us)
 
     monkeypatch.setattr(Translator, "feed", broken)
-    daemon = Daemon(config)
-    task = asyncio.ensure_future(daemon.run())
     try:
-        for _ in range(100):
-            if len(got) >= 4:
-                break
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.3)
-        assert not task.done()
+        async with running_bridge(tmp_path, server.sockets[0].getsockname()[1]) as (daemon, task, got):
+            await until(got, 4)
+            await asyncio.sleep(0.3)
+            assert not task.done()
     finally:
-        daemon.stopping.set()
-        await task
         server.close()
-        await receiver.close()
     # DialEnd (the answer) was skipped: dial-out, dial-in and both hangups still came
-    kinds = sorted((e["CalledExtensionID"] if e["CallFlow"] == "IN" else e["CallerExtensionID"], e["EventType"])
-                   for e in got)  # fmt: skip
-    assert kinds == [("1101", "dial-out"), ("1101", "hangup"), ("1102", "dial-in"), ("1102", "hangup")]
+    assert components(got) == [
+        ("1101", "dial-out"),
+        ("1101", "hangup"),
+        ("1102", "dial-in"),
+        ("1102", "hangup"),
+    ]
     assert daemon.stats.translate_errors == 1
 
 
@@ -247,43 +245,12 @@ async def test_what_arrived_before_a_stop_is_still_delivered(tmp_path: Path, mon
             await reader.read()
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    got: list[dict[str, str]] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        got.append(dict(parse_qsl((await request.read()).decode())))
-        return web.Response()
-
-    app = web.Application()
-    app.router.add_post("/h", hook)
-    receiver = TestServer(app, host="127.0.0.1")
-    await receiver.start_server()
-    config = parse_config(f"""
-ami: {{host: 127.0.0.1, port: {server.sockets[0].getsockname()[1]}, username: x, secret: x}}
-extensions:
-  - {{id: 1101, name: "000*101@pbx.example", type: phone, endpoint: "101"}}
-  - {{id: 1102, name: "000*102@pbx.example", type: phone, endpoint: "102"}}
-api: {{listen: "127.0.0.1:{free_port()}"}}
-store: {{path: "{tmp_path / "b.db"}"}}
-delivery: {{allow_networks: ["127.0.0.0/8"]}}
-""")
-    store = Store(config.store.path)
-    for ext in (1101, 1102):
-        for kind in ("dial-in", "dial-out", "answer", "hangup"):
-            store.add_subscription(ext, kind, f"http://127.0.0.1:{receiver.port}/h", "POST")
-    store.close()
-    daemon = Daemon(config)
-    task = asyncio.ensure_future(daemon.run())
     try:
-        for _ in range(100):
-            if len(got) >= 2:
-                break
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(1.0)  # the rest has arrived and waits in the queue
-        assert sorted(e["EventType"] for e in got) == ["dial-in", "dial-out"]
+        async with running_bridge(tmp_path, server.sockets[0].getsockname()[1]) as (_, _, got):
+            await until(got, 2)
+            await asyncio.sleep(1.0)  # the rest has arrived and waits in the queue
+            assert sorted(e["EventType"] for e in got) == ["dial-in", "dial-out"]
     finally:
-        daemon.stopping.set()
-        await task
         server.close()
-        await receiver.close()
     kinds = sorted(e["EventType"] for e in got)
     assert kinds == ["answer", "answer", "dial-in", "dial-out", "hangup", "hangup"]
