@@ -20,6 +20,7 @@ import math
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -40,7 +41,7 @@ from bridge.observability import Parts, Stats, make_registry
 from bridge.observability import add_routes as add_observability
 from bridge.sdnotify import Notifier, watchdog_loop
 from bridge.store import Store, StoreError
-from bridge.translate import Translator
+from bridge.translate import Emitted, Translator
 from bridge.voicemail import enrich as enrich_voicemail
 
 log = logging.getLogger("bridge.daemon")
@@ -87,10 +88,7 @@ class Daemon:
             changes = 0
             for item in items:
                 if not isinstance(item, SourceItem):
-                    try:
-                        events += feed(item, now_us)
-                    except Exception:  # a translator bug must not stop the bridge for every call
-                        self._untranslatable(item)
+                    events += self._translate(feed, item, now_us)
                     continue
                 # a connection change: what came before it is committed first, in order
                 changes += 1
@@ -122,16 +120,22 @@ class Daemon:
         now_us = time.time_ns() // 1000
         events: list[tuple[int, dict[str, Any]]] = []
         for item in source.take(source.queued):
-            if isinstance(item, SourceItem):
-                continue
-            try:
-                events += translator.feed(item, now_us)
-            except Exception:
-                self._untranslatable(item)
+            if not isinstance(item, SourceItem):
+                events += self._translate(translator.feed, item, now_us)
         try:
             self._deliver(events, store, dispatcher, mirror, hub)
         except StoreError as err:
             log.error("%d events received before the stop could not be stored: %s", len(events), err)
+
+    def _translate(self, feed: Callable[[Message, int], list[Emitted]], msg: Message,
+                   now_us: int) -> list[Emitted]:  # fmt: skip
+        """The events of one message; none when the translator fails on it (a bug must
+        not stop the bridge for every call: it is logged with the message and counted)."""
+        try:
+            return feed(msg, now_us)
+        except Exception:
+            self._untranslatable(msg)
+            return []
 
     def _untranslatable(self, msg: Message) -> None:
         self.stats.translate_errors += 1
