@@ -133,12 +133,9 @@ async def test_call_that_ended_during_an_outage_gets_its_hangups(tmp_path: Path)
     upto = next(i for i, b in enumerate(blocks) if b.startswith(b"Event: BridgeEnter")) + 2
     ami = ScriptedAmi([blocks[:upto], []], drop=[True, False])
     server = await asyncio.start_server(ami.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
     try:
-        async with running_bridge(tmp_path, server.sockets[0].getsockname()[1], ", reconnect_min: 0.2") as (
-            _,
-            _,
-            got,
-        ):
+        async with running_bridge(tmp_path, port, ", reconnect_min: 0.2") as (_, _, got):
             await until(got, 6)
             await asyncio.sleep(0.3)
     finally:
