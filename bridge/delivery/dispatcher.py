@@ -195,8 +195,13 @@ class Dispatcher:
         self._marks.append((state, attempts, next_at, status, error, delivery_id))
         if len(self._marks) >= self.MARK_BATCH:
             self.flush()
-        elif self._flush_at is None:
-            self._flush_at = asyncio.get_running_loop().call_later(self.MARK_DELAY, self.flush)
+        else:
+            self._flush_in(self.MARK_DELAY)
+
+    def _flush_in(self, delay: float) -> None:
+        """Flush after ``delay`` seconds, unless a flush is already due."""
+        if self._flush_at is None:
+            self._flush_at = asyncio.get_running_loop().call_later(delay, self.flush)
 
     def take_marks(self) -> list[Mark]:
         """The outcomes not written yet, for a caller that writes them in its own
@@ -207,27 +212,23 @@ class Dispatcher:
         marks, self._marks = self._marks, []
         return marks
 
-    def return_marks(self, marks: list[Mark]) -> None:
-        """Outcomes :meth:`take_marks` gave that were not written: written later, first."""
+    def return_marks(self, marks: list[Mark], retry_in: float | None = None) -> None:
+        """Outcomes :meth:`take_marks` gave that were not written: written later (after
+        ``retry_in`` seconds, or ``MARK_DELAY``), before any newer."""
         if marks:
             self._marks[:0] = marks
-            if self._flush_at is None:
-                self._flush_at = asyncio.get_running_loop().call_later(self.MARK_DELAY, self.flush)
+            self._flush_in(self.MARK_DELAY if retry_in is None else retry_in)
 
     def flush(self) -> None:
         """Write the outcomes known so far, in one transaction."""
-        if self._flush_at is not None:
-            self._flush_at.cancel()
-            self._flush_at = None
-        if not self._marks:
+        marks = self.take_marks()
+        if not marks:
             return
-        marks, self._marks = self._marks, []
         try:
             self.store.mark_many(marks)
         except StoreError as err:  # kept, tried again; sent again after a restart if never written
             log.error("%s; retrying in 1 s", err)
-            self._marks[:0] = marks
-            self._flush_at = asyncio.get_running_loop().call_later(1.0, self.flush)
+            self.return_marks(marks, retry_in=1.0)
 
     # ---- sending ---------------------------------------------------------------------
 
