@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from bridge.config import ApiToken, Config, token_digest
-from bridge.store import Store, StoreError, Subscription
+from bridge.store import DELIVERY_STATES, Store, StoreError, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +283,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
     """Deliveries by state (default: failed), for inspection."""
     _admin(request)
     state = request.query.get("state", "failed")
-    if state not in ("pending", "delivered", "failed"):
+    if state not in DELIVERY_STATES:
         raise ApiError(400, "invalid_request", "state must be pending, delivered or failed", "state")
     return web.json_response(request.app[STORE_KEY].deliveries(state))
 

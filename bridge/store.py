@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-#: 2: the outbox's index covers only pending deliveries (and failed ones have their own),
-#: so marking a delivery delivered takes its row out of the index instead of moving it
 log = logging.getLogger(__name__)
 
+#: 2: the outbox's index covers only pending deliveries (and failed ones have their own),
+#: so marking a delivery delivered takes its row out of the index instead of moving it
 SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS subscriptions (
@@ -420,10 +420,14 @@ class Store:
         ).rowcount
 
 
+#: the states a delivery can be in
+DELIVERY_STATES = ("pending", "delivered", "failed")
+
+
 def _state(state: str) -> str:
     """``state = '<state>'`` written out: a partial index serves only a query whose WHERE
     names its value, never a bound parameter."""
-    if state not in ("pending", "delivered", "failed"):
+    if state not in DELIVERY_STATES:
         raise ValueError(f"unknown delivery state {state!r}")
     return f"state = '{state}'"
 
