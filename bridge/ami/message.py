@@ -348,8 +348,9 @@ class Framer:
             if a < 0 and b < 0:
                 break
             end = b + 2 if a < 0 or 0 <= b < a else a + 3
-            if keep is None or keep(buf[start:end]):
-                out.append(buf[start:end])
+            block = buf[start:end]
+            if keep is None or keep(block):
+                out.append(block)
             start = end
         self._buf = buf[start:]
         return out
