@@ -269,7 +269,7 @@ async def run_bridge(args: argparse.Namespace, calls: int, rate: float, receiver
 
 
 async def run_baseline(n: int, concurrency: int, receiver: str) -> Result:
-    body = "EventType=hangup&CallID=lab-1.0&SubCallID=lab-1.0-1&CallFlow=IN&CallStatus=ANSWER&Duration=1"
+    body = "EventType=hangup&CallID=lab-1.0&SubCallID=lab-1.0-1&CallFlow=in&CallStatus=ANSWER&Duration=1"
     sem = asyncio.Semaphore(concurrency)
     async with aiohttp.ClientSession() as s:
 

@@ -35,7 +35,7 @@ from bridge.delivery.http import AiohttpClient, WebhookClient  # noqa: E402
 from bridge.delivery.request import build_request  # noqa: E402
 
 EVENT = {"EventType": "hangup", "CallID": "lab-1795730545.26", "SubCallID": "lab-1795730545.26-3",
-         "CallFlow": "IN", "CallerIDNum": "101", "CallerIDName": "Anna", "CalledNumber": "102",
+         "CallFlow": "in", "CallerIDNum": "000*101", "CallerIDName": "Anna", "CalledNumber": "000*102",
          "CallerExtension": "000*101@pbx.example", "CallerExtensionID": 1101, "CallStatus": "ANSWER",
          "EventTime": 1795730545973772, "Duration": 5123456, "CallAPIID": "lab-1795730545.27"}  # fmt: skip
 SENDERS = 8

@@ -56,8 +56,13 @@ class Extension(_Strict):
     @property
     def short(self) -> str:
         """The short number in ``client*short@domain`` (the whole name if it has no '*')."""
-        local = self.name.split("@", 1)[0]
-        return local.rsplit("*", 1)[-1]
+        return self.extended.rsplit("*", 1)[-1]
+
+    @property
+    def extended(self) -> str:
+        """The extended number ``client*short``: the name without ``@domain``. Telphin writes
+        the PBX's own extensions this way in CallerIDNum/CalledNumber."""
+        return self.name.split("@", 1)[0]
 
 
 class Variables(_Strict):

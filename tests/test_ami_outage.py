@@ -122,7 +122,7 @@ async def until(got: list[dict[str, str]], n: int) -> None:
 
 def components(got: list[dict[str, str]]) -> list[tuple[str, str]]:
     """(extension id of the component, event type) of each request, sorted."""
-    return sorted((e["CalledExtensionID"] if e["CallFlow"] == "IN" else e["CallerExtensionID"], e["EventType"])
+    return sorted((e["CalledExtensionID"] if e["CallFlow"] == "in" else e["CallerExtensionID"], e["EventType"])
                   for e in got)  # fmt: skip
 
 

@@ -11,9 +11,11 @@ from bridge.replay import replay_bytes
 from bridge.translate import Translator
 from bridge.translate.translator import timestamp_us
 from tests.conftest import FIXTURES, fixture_paths
+from tests.telphin_consumer import wire_problems
 
 CONFIG = load_config(FIXTURES / "lab.yaml")
 BLOCKS = [b for p in fixture_paths() for b in split_stream(p.read_bytes())[0]]
+EXTENSIONS = {e.id: (e.extended, e.name) for e in CONFIG.extensions}
 
 
 @settings(max_examples=200, deadline=None)
@@ -27,14 +29,16 @@ def test_arbitrary_bytes_never_raise(data: bytes) -> None:
 @given(st.lists(st.integers(min_value=0, max_value=len(BLOCKS) - 1), max_size=300), st.data())
 def test_reordered_duplicated_truncated_events_never_raise(picks: list[int], data: st.DataObject) -> None:
     """Real events picked in any order, repeated or cut short, never crash the translator,
-    and every event it emits still has the mandatory fields."""
+    and every event it emits still has the mandatory fields and reads right to a Telphin
+    consumer (CallFlow in/out, its extension's extended number where consumers look)."""
     t = Translator(CONFIG)
     for i in picks:
         block = BLOCKS[i]
         if data.draw(st.booleans()):
             block = block[: data.draw(st.integers(min_value=0, max_value=len(block)))]
-        for _, event in t.feed(parse(block)):
+        for ext_id, event in t.feed(parse(block)):
             assert {"EventType", "CallID", "SubCallID", "CallFlow", "EventTime"} <= set(event)
+            assert wire_problems(ext_id, event, EXTENSIONS) == [], event
 
 
 #: digits Python's str.isdigit() accepts that int() refuses ("²"), or reads (Arabic-Indic)

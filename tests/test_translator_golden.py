@@ -82,7 +82,7 @@ def test_component_invariants(path: Path) -> None:
         assert len({e["CallID"] for e in evs}) == 1
         assert len({e["CallFlow"] for e in evs}) == 1
         hangup = evs[-1]
-        if evs[0]["ext"] in THREADS and evs[0]["CallFlow"] == "IN":
+        if evs[0]["ext"] in THREADS and evs[0]["CallFlow"] == "in":
             # queue/IVR in-thread: no answer event; Bridged says whether a person answered
             assert "answer" not in kinds and hangup["Bridged"] in ("yes", "no"), (sub, kinds)
             if hangup["Bridged"] == "yes":
@@ -93,6 +93,22 @@ def test_component_invariants(path: Path) -> None:
             assert (hangup["Duration"] > 0) == ("answer" in kinds), (sub, hangup)
         assert {"CallID", "SubCallID", "CallFlow", "CallStatus", "EventTime"} <= set(hangup)
         assert all(v not in ("", None) for e in evs for v in e.values())
+
+
+EXTENSIONS = {e.id: (e.extended, e.name) for e in CONFIG.extensions}
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
+def test_every_event_reads_as_telphin_consumers_read_it(path: Path) -> None:
+    """Every event of the fixture: CallFlow in/out (lower case), the event's extension in
+    CalledNumber (in) or CallerIDNum (out) as its extended number, numbers either extended
+    or external, CallerIDName present, extension names and ids in agreement."""
+    from tests.telphin_consumer import wire_problems
+
+    events = list(replay_files(CONFIG, [path]))
+    assert events
+    for ext_id, event in events:
+        assert wire_problems(ext_id, event, EXTENSIONS) == [], event
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)

@@ -11,7 +11,7 @@ The translator keeps three kinds of state, all dropped when a call ends:
   a later Linkedid change does not split a call), holding the CallID, a counter for
   SubCallIDs and the first non-empty value of each configured variable;
 * **components**: one visit of the call to one configured extension, with its
-  SubCallID, flow (IN/OUT), identity fields, answer time and outcome.
+  SubCallID, flow (``in``/``out``), identity fields, answer time and outcome.
 
 A component emits ``dial-in``/``dial-out`` when it starts, ``answer`` when answered and
 exactly one ``hangup`` when its channel hangs up. Where components start:
@@ -22,6 +22,12 @@ exactly one ``hangup`` when its channel hangs up. Where components start:
   or at ``VarSet DIALSTATUS`` when Dial never got as far as a DialBegin (CHANUNAVAIL);
 * a trunk channel dialed for a call carrying the forwarding variable -> OUT component
   of the forwarding extension with ``Transfered=yes``.
+
+Who the parties are, and how their numbers are written (extended numbers ``000*101``
+for the PBX's own extensions, external numbers as received), is :mod:`.parties`' job:
+an incoming component's ``CalledNumber`` and an outgoing one's ``CallerIDNum`` are
+always the component's own extension, which is how Telphin's consumers attribute
+events.
 
 Time comes only from the ``Timestamp`` header (or the ``now`` passed in, for events
 Asterisk sends without one). Nothing here does I/O; :meth:`Translator.feed` returns
@@ -38,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from bridge.ami.message import Message
+from bridge.translate.parties import IN, OUT, Directory, Party
 
 if TYPE_CHECKING:  # types only: the translator imports nothing that does I/O
     from bridge.config import Config, Extension
@@ -164,8 +171,9 @@ class Channel:
     #: the DestChanVariable ones (events with two channels show this one's as Dest...)
     vars_span: str = ""
     dest_vars_span: str = ""
-    #: set on a transferee by a blind transfer: (number, name, endpoint) of the transferer
-    transferred_by: tuple[str, str, str | None] | None = None
+    #: set on a transferee by a blind transfer: the transferer, on whose behalf the
+    #: transfer target is then called
+    transferred_by: Party | None = None
 
     @property
     def is_local(self) -> bool:
@@ -177,12 +185,13 @@ class Translator:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self._phones = {e.endpoint: e for e in config.extensions if e.type == "phone" and e.endpoint}
-        self._by_number = {e.short: e for e in config.extensions}
+        self._dir = Directory(config)
+        self._phones = self._dir.phones
+        self._by_number = self._dir.by_number
         self._queues = {e.queue: e for e in config.extensions if e.type == "queue" and e.queue}
         self._ivrs = {e.context: e for e in config.extensions if e.type == "ivr" and e.context}
         self._mailboxes = {e.mailbox: e for e in config.extensions if e.type == "phone" and e.mailbox}
-        self._trunks = set(config.trunks)
+        self._trunks = self._dir.trunks
         v = config.variables
         self._var_names = {
             v.tag: "Tag",
@@ -346,6 +355,15 @@ class Translator:
                 fields[name] = value[:100] if name == "ClientApiID" else value
         return fields
 
+    def _sub_id(self, chan: Channel) -> str:
+        """The next SubCallID of the call on ``chan``. Before the first one the CallID is
+        settled: a call started as a callback takes its callback id as CallID (what the
+        callback API answered, and what Telphin sends: CallBackID = CallID)."""
+        call = chan.call
+        if call.components == 0:
+            call.call_id = self._var(chan, "CallBackID") or call.call_id
+        return call.next_sub_id()
+
     def _start(
         self,
         out: list[Emitted],
@@ -357,14 +375,15 @@ class Translator:
         kind: str = "call",
         event: str | None = None,
     ) -> Component:
+        sub_id = self._sub_id(chan)
         base = self._identity(chan)
         base.update({k: v for k, v in fields.items() if v not in (None, "")})
-        base["SubCallID"] = chan.call.next_sub_id()
+        base["SubCallID"] = sub_id
         base["CallFlow"] = flow
         base["CallAPIID"] = chan.uid
         comp = Component(ext, base["SubCallID"], flow, base, kind=kind, started_at=ts)
         chan.comps.append(comp)
-        first = event or ("dial-in" if flow == "IN" else "dial-out")
+        first = event or ("dial-in" if flow == IN else "dial-out")
         self._emit(out, comp, first, ts, CallStatus="CALLING")
         return comp
 
@@ -376,6 +395,31 @@ class Translator:
     def _number_ext(self, number: str | None) -> Extension | None:
         return self._by_number.get(number) if number else None
 
+    def _party(self, chan: Channel, shown: Channel | None = None) -> Party:
+        """Who is on ``chan``: a phone by its extended number and display name; an outside
+        party by its number as received (a trunk leg the PBX dialed: the number dialed);
+        anything else (a Local channel...) by its caller id, which names a phone if it is
+        one's number. ``shown``: the channel whose caller id the dialplan last set (the
+        one dialing, when ``chan`` is the real caller behind Local channels)."""
+        ext = self._phones.get(chan.endpoint or "")
+        if ext is not None:
+            return self._dir.phone(ext, chan.own_cid_name or chan.cid_name)
+        src = shown or chan
+        num, name = src.cid_num or chan.cid_num, src.cid_name or chan.cid_name
+        if chan.endpoint in self._trunks:
+            if chan.dialed_by is not None:
+                num = chan.dial_string.split("@", 1)[0] or chan.dialed or num
+            return Party(num, name, None)
+        return self._dir.internal(num, name)
+
+    @staticmethod
+    def _via(chan: Channel) -> Extension | None:
+        """The IVR or queue the call on ``chan`` is in now (the latest one still open)."""
+        for comp in reversed(chan.comps):
+            if comp.kind in ("ivr", "queue-in") and not comp.ended:
+                return comp.ext
+        return None
+
     def _start_caller(self, out: list[Emitted], chan: Channel, ts: int, ani: str | None,
                       called: Extension | None = None) -> None:  # fmt: skip
         """OUT component for a phone placing a call (once per channel)."""
@@ -383,14 +427,12 @@ class Translator:
         if ext is None or chan.out_comp is not None or chan.dialed_by is not None:
             return
         fields: dict[str, Any] = {
-            "CallerIDNum": chan.own_cid_num or chan.cid_num,
-            "CallerIDName": chan.own_cid_name or chan.cid_name,
-            "CalledNumber": chan.dialed,
-            **self._ext_fields("Caller", ext),
+            **self._dir.phone(ext, chan.own_cid_name or chan.cid_name).caller_fields(),
+            "CalledNumber": self._dir.dialed(chan.dialed),
             **self._ext_fields("Called", called or self._number_ext(chan.dialed)),
             "ANI": ani,
         }
-        chan.out_comp = self._start(out, chan, ext, "OUT", ts, fields)
+        chan.out_comp = self._start(out, chan, ext, OUT, ts, fields)
 
     # ---- handlers -------------------------------------------------------------------
 
@@ -440,18 +482,17 @@ class Translator:
         ivr = self._ivrs.get(msg.get("Context", "")) if self._ivrs else None
         if ivr is not None and not any(c.kind == "ivr" and not c.ended for c in chan.comps):
             self._start_caller(out, chan, ts, None, ivr)
-            self._start(out, chan, ivr, "IN", ts, self._inbound_fields(chan, ivr), kind="ivr")
+            self._start(out, chan, ivr, IN, ts, self._inbound_fields(chan, ivr), kind="ivr")
         app = msg.get("Application", "")
         if app == "VoiceMail":
             chan.vm_started_at = ts
 
     def _inbound_fields(self, chan: Channel, ext: Extension) -> dict[str, Any]:
-        """Who called whom, for a queue or IVR reached by ``chan``."""
+        """Who called whom, for a queue or IVR reached by ``chan`` (an IVR or queue it is
+        already in stands as the caller's extension)."""
         return {
-            "CallerIDNum": chan.own_cid_num or chan.cid_num,
-            "CallerIDName": chan.own_cid_name or chan.cid_name,
-            "CalledNumber": chan.dialed or ext.short,
-            **self._ext_fields("Caller", self._phones.get(chan.endpoint or "")),
+            **self._party(chan).caller_fields(self._via(chan)),
+            "CalledNumber": ext.extended,
             **self._ext_fields("Called", ext),
         }
 
@@ -470,7 +511,7 @@ class Translator:
         if chan is None or queue is None:
             return
         self._start_caller(out, chan, ts, None, queue)
-        self._start(out, chan, queue, "IN", ts, self._inbound_fields(chan, queue), kind="queue-in")
+        self._start(out, chan, queue, IN, ts, self._inbound_fields(chan, queue), kind="queue-in")
 
     def _on_queuecallerabandon(self, msg: Message, ts: int, out: list[Emitted]) -> None:
         chan = self._chan(msg)
@@ -485,14 +526,15 @@ class Translator:
             return
         member = msg.get("Interface", "")
         number = member.split("/", 1)[-1].split("@", 1)[0]
+        agent_ext = self._phones.get(number)
+        # the out thread: the queue calls its agent, on behalf of the caller it connects to
         fields = {
-            "CallerIDNum": caller.own_cid_num or caller.cid_num,
-            "CallerIDName": caller.own_cid_name or caller.cid_name,
-            "CalledNumber": number,
-            **self._ext_fields("Caller", self._phones.get(caller.endpoint or "")),
-            **self._ext_fields("Called", self._phones.get(number)),
+            **self._dir.phone(queue).caller_fields(),
+            "CalledNumber": agent_ext.extended if agent_ext is not None else number,
+            **self._ext_fields("Called", agent_ext),
+            "RemoteNumber": self._party(caller).num,
         }
-        self._start(out, agent, queue, "OUT", ts, fields, kind="queue-out", event="dial-in")
+        self._start(out, agent, queue, OUT, ts, fields, kind="queue-out", event="dial-in")
 
     def _on_agentconnect(self, msg: Message, ts: int, out: list[Emitted]) -> None:
         caller = self._chan(msg)
@@ -511,18 +553,18 @@ class Translator:
         except (binascii.Error, ValueError):
             text = msg.get("Body", "")
         msg_id = msg.get("Uniqueid") or f"msg-{ts}"
+        src_ext, dst_ext = self._phones.get(src), self._phones.get(dst)
         base = {
             "CallID": msg_id,
             "SubCallID": msg_id,
-            "CallerIDNum": src,
-            "CalledNumber": dst,
-            **self._ext_fields("Caller", self._phones.get(src)),
-            **self._ext_fields("Called", self._phones.get(dst)),
+            "CallerIDNum": src_ext.extended if src_ext is not None else src,
+            "CalledNumber": dst_ext.extended if dst_ext is not None else dst,
+            **self._ext_fields("Caller", src_ext),
+            **self._ext_fields("Called", dst_ext),
             "EventTime": ts,
             "Message": text,
         }
-        for ext, kind, flow in ((self._phones.get(src), "message-out", "OUT"),
-                                (self._phones.get(dst), "message-in", "IN")):  # fmt: skip
+        for ext, kind, flow in ((src_ext, "message-out", OUT), (dst_ext, "message-in", IN)):
             if ext is not None:
                 fields = {"EventType": kind, **base, "CallFlow": flow}
                 out.append((ext.id, ordered(fields, ("Message",))))
@@ -544,18 +586,19 @@ class Translator:
         if ext is None or not uid.startswith("cb-") or uid in self.calls:
             return
         target = msg.get("Exten") or None
+        callback_id = uid[3:]
         fields: dict[str, Any] = {
-            "CallID": uid,
-            "SubCallID": f"{uid}-1",
-            "CallFlow": "OUT",
-            "CallerIDNum": ext.short,
-            "CalledNumber": target,
-            **self._ext_fields("Caller", ext),
+            # a callback's CallID is its callback id (what the callback API answered)
+            "CallID": callback_id,
+            "SubCallID": f"{callback_id}-1",
+            "CallFlow": OUT,
+            **self._dir.phone(ext).caller_fields(),
+            "CalledNumber": self._dir.dialed(target),
             **self._ext_fields("Called", self._number_ext(target)),
             "CallAPIID": uid,
-            "CallBackID": uid[3:],
+            "CallBackID": callback_id,
         }
-        comp = Component(ext, fields["SubCallID"], "OUT", fields, kind="callback", started_at=ts, ended=True)
+        comp = Component(ext, fields["SubCallID"], OUT, fields, kind="callback", started_at=ts, ended=True)
         self._emit(out, comp, "dial-out", ts, CallStatus="CALLING")
         self._emit(out, comp, "hangup", ts, CallStatus=status, Duration=0)
 
@@ -591,16 +634,14 @@ class Translator:
         if ext is None:
             return
         start = chan.vm_started_at or ts
-        base = self._identity(chan)
+        sub_id = self._sub_id(chan)
         fields = {
-            **base,
+            **self._identity(chan),
             "EventType": "voicemail",
-            "SubCallID": chan.call.next_sub_id(),
-            "CallFlow": "IN",
-            "CallerIDNum": chan.own_cid_num or chan.cid_num,
-            "CallerIDName": chan.own_cid_name or chan.cid_name,
-            "CalledNumber": chan.dialed,
-            **self._ext_fields("Caller", self._phones.get(chan.endpoint or "")),
+            "SubCallID": sub_id,
+            "CallFlow": IN,
+            **self._party(chan).caller_fields(self._via(chan)),
+            "CalledNumber": ext.extended,
             **self._ext_fields("Called", ext),
             "EventTime": ts,
             # the message's length as AMI shows it (VoiceMail start to message saved);
@@ -637,58 +678,37 @@ class Translator:
             target = None if shown in UNKNOWN_CID else shown
             dest.dialed = target
             fields = {
-                "CallerIDNum": dest.own_cid_num or ext.short,
-                "CallerIDName": dest.own_cid_name,
-                "CalledNumber": target,
-                **self._ext_fields("Caller", ext),
+                **self._dir.phone(ext, dest.own_cid_name).caller_fields(),
+                "CalledNumber": self._dir.dialed(target),
                 **self._ext_fields("Called", self._number_ext(target)),
             }
-            dest.out_comp = self._start(out, dest, ext, "OUT", ts, fields, kind="callback")
+            dest.out_comp = self._start(out, dest, ext, OUT, ts, fields, kind="callback")
         elif ext is not None and caller is not None:
             src = origin or caller
-            fields = {
-                "CallerIDNum": (caller.cid_num or src.cid_num),
-                "CallerIDName": (caller.cid_name or src.cid_name),
-                "CalledNumber": src.dialed or dest.dialed or ext.short,
-                **self._ext_fields("Caller", self._phones.get(src.endpoint or "")),
-                **self._ext_fields("Called", ext),
-            }
             if src.transferred_by is not None:
                 # after a blind transfer the target is called on behalf of the transferer
                 # but will talk to the transferee: that one is the RemoteNumber
-                num, name, endpoint = src.transferred_by
-                fields.update({
-                    "CallerIDNum": num, "CallerIDName": name, "CalledNumber": ext.short,
-                    "RemoteNumber": self._party_number(src),
-                    **self._ext_fields("Caller", self._phones.get(endpoint or "")),
-                })  # fmt: skip
-                if not self._phones.get(endpoint or ""):
-                    fields.pop("CallerExtension", None)
-                    fields.pop("CallerExtensionID", None)
+                fields = {**src.transferred_by.caller_fields(), "RemoteNumber": self._party(src).num}
                 src.transferred_by = None
-            self._start(out, dest, ext, "IN", ts, fields)
+            else:
+                fields = self._party(src, caller).caller_fields(self._via(src))
+            fields.update({"CalledNumber": ext.extended, **self._ext_fields("Called", ext)})
+            self._start(out, dest, ext, IN, ts, fields)
         elif dest.endpoint in self._trunks:
             fwd = dest.vars.get(self.config.variables.forwarded_from)
             fwd_ext = self._phones.get(fwd or "")
             if fwd_ext is not None:
+                # the forwarding extension calls out on behalf of the caller, who is the
+                # party the forward target will talk to (RemoteNumber)
                 fsrc = origin or caller
-                number = dest.dial_string.split("@", 1)[0] or dest.dialed
                 fields = {
-                    "CallerIDNum": fsrc.cid_num if fsrc else dest.cid_num,
-                    "CallerIDName": fsrc.cid_name if fsrc else "",
-                    "CalledNumber": number,
-                    **self._ext_fields("Caller", fwd_ext),
+                    **self._dir.phone(fwd_ext).caller_fields(),
+                    "CalledNumber": dest.dial_string.split("@", 1)[0] or dest.dialed,
                     "Transfered": "yes",
                     "ANI": ani,
+                    "RemoteNumber": self._party(fsrc, caller).num if fsrc is not None else None,
                 }
-                dest.out_comp = self._start(out, dest, fwd_ext, "OUT", ts, fields)
-
-    def _party_number(self, chan: Channel) -> str:
-        """The number of the party on a channel: a phone's own, an outside caller's, or
-        the outside number a trunk leg dialed."""
-        if chan.endpoint in self._trunks and chan.dialed_by is not None:
-            return chan.dial_string.split("@", 1)[0] or chan.dialed or chan.cid_num
-        return chan.own_cid_num or chan.cid_num
+                dest.out_comp = self._start(out, dest, fwd_ext, OUT, ts, fields)
 
     def _on_blindtransfer(self, msg: Message, ts: int, out: list[Emitted]) -> None:
         if msg.get("Result") != "Success":
@@ -698,16 +718,15 @@ class Translator:
         if transferee is None:
             return
         if transferer is not None:
-            num, name = (
-                transferer.own_cid_num or transferer.cid_num,
-                transferer.own_cid_name or transferer.cid_name,
-            )
-            endpoint = transferer.endpoint
+            transferee.transferred_by = self._party(transferer)
+            return
+        name = msg.get("TransfererCallerIDName", "")
+        name = "" if name in UNKNOWN_CID else name
+        ext = self._phones.get(endpoint_of(msg.get("TransfererChannel", ""))[1] or "")
+        if ext is not None:
+            transferee.transferred_by = self._dir.phone(ext, name)
         else:
-            num = msg.get("TransfererCallerIDNum", "")
-            name = msg.get("TransfererCallerIDName", "")
-            endpoint = endpoint_of(msg.get("TransfererChannel", ""))[1]
-        transferee.transferred_by = (num, "" if name in UNKNOWN_CID else name, endpoint)
+            transferee.transferred_by = self._dir.internal(msg.get("TransfererCallerIDNum", ""), name)
 
     def _on_dialend(self, msg: Message, ts: int, out: list[Emitted]) -> None:
         dest = self._chan(msg, "Dest")

@@ -40,7 +40,7 @@ async def test_internal_call_reaches_get_and_post_subscribers(daemon: str, recei
     assert all(g["method"] == "GET" and g["query"]["myid"] == "1101" for g in caller)
     assert all(g["method"] == "POST" for g in callee)
     assert caller[-1]["query"]["CallStatus"] == "ANSWER" and int(caller[-1]["query"]["Duration"]) > 900_000
-    assert callee[0]["form"]["CallerIDNum"] == "101" and callee[0]["form"]["CalledExtensionID"] == "1102"
+    assert callee[0]["form"]["CallerIDNum"] == "000*101" and callee[0]["form"]["CalledExtensionID"] == "1102"
     assert len({g["key"] for g in got}) == 6
     assert not [g for g in got if g["path"] == "/nobody"]
     assert len(got) == 6

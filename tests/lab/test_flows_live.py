@@ -41,11 +41,11 @@ async def test_queue_threads(daemon: str, receiver: Any) -> None:
     threads = sorted(([e["EventType"] for e in v], v[0]["CallFlow"], v[-1]["CallStatus"], v[0]["CalledNumber"])
                      for v in by_sub.values())  # fmt: skip
     assert threads == [
-        (["dial-in", "answer", "hangup"], "OUT", "ANSWER", "103"),
-        (["dial-in", "hangup"], "IN", "ANSWER", "300"),
-        (["dial-in", "hangup"], "OUT", "CANCEL", "102"),
+        (["dial-in", "answer", "hangup"], "out", "ANSWER", "000*103"),
+        (["dial-in", "hangup"], "in", "ANSWER", "000*300"),
+        (["dial-in", "hangup"], "out", "CANCEL", "000*102"),
     ]
-    in_hangup = next(v[-1] for v in by_sub.values() if v[0]["CallFlow"] == "IN")
+    in_hangup = next(v[-1] for v in by_sub.values() if v[0]["CallFlow"] == "in")
     assert in_hangup["Bridged"] == "yes" and int(in_hangup["BridgedDuration"]) > 1_000_000
     assert len({e["CallID"] for e in evs}) == 1
 
@@ -120,7 +120,11 @@ async def test_blind_transfer_over_rest(daemon: str, receiver: Any) -> None:
     await wait_for(got, 2)
     answer, target = fields(got, "/a")[0], fields(got, "/t")[0]
     assert target["CallID"] == answer["CallID"]
-    assert (target["CallerIDNum"], target["RemoteNumber"], target["CalledNumber"]) == ("101", "102", "103")
+    assert (target["CallerIDNum"], target["RemoteNumber"], target["CalledNumber"]) == (
+        "000*101",
+        "000*102",
+        "000*103",
+    )
 
 
 @pytest.mark.usefixtures("lab")
@@ -142,4 +146,4 @@ async def test_voicemail_left(daemon: str, receiver: Any) -> None:
     assert len(vm) == 1
     assert re.fullmatch(r"\d+-\d+", vm[0]["RecID"]), vm[0]["RecID"]
     assert 3_000_000 <= int(vm[0]["Duration"]) <= 6_000_000
-    assert vm[0]["CallerIDNum"] == "101"
+    assert vm[0]["CallerIDNum"] == "000*101"

@@ -75,7 +75,7 @@ async def test_outbound_call_refused_busy_by_the_carrier() -> None:
     first = events[0][1]
     assert first["CalledNumber"] == "+74991112233"
     assert first["ANI"] == "+74951230000"
-    assert first["CallerIDNum"] == "101"
+    assert first["CallerIDNum"] == "000*101"
     assert "CalledExtensionID" not in first
 
 
