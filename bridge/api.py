@@ -2,8 +2,14 @@
 
 ``POST/GET/DELETE /extension/{id}/event/``, ``GET/PUT/DELETE /extension/{id}/event/{sub}``
 and ``GET /limit/``. Every request carries ``Authorization: Bearer <token>``; a token
-may be limited to some extensions. Every error is JSON,
-``{"error": code, "message": text, "field": name?}``, never a bare 500.
+may be limited to some extensions.
+
+REST conventions are Telphin's: 201 on a successful POST, 204 (no body) on DELETE, 200
+on GET/PUT. Every error is JSON, never a bare 500: ``{"status": code, "message": text,
+"error": code, "field": name?, "detail": text?}``; ``status`` is the machine-readable
+code Telphin's clients read (``access_denied``, ``not_found``, ``rate_limit_exceeded``...),
+``error`` the bridge's own older code (kept for existing tooling); a 401 says
+``"message": "Unauthorized"`` with the reason in ``detail``.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -36,17 +43,29 @@ DISPATCHER_KEY = web.AppKey("dispatcher", object)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+#: the bridge's own error codes whose Telphin-style ``status`` is spelt differently
+TELPHIN_STATUS = {"forbidden": "access_denied", "rate_limited": "rate_limit_exceeded"}
+
+
 class ApiError(Exception):
+    """An answer other than success: HTTP status, error code, message, and the field at fault."""
+
     def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
 
-    def response(self) -> web.Response:
-        body: dict[str, Any] = {"error": self.code, "message": self.message}
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"status": TELPHIN_STATUS.get(self.code, self.code), "message": self.message,
+                                "error": self.code}  # fmt: skip
+        if self.status == 401:
+            body["message"], body["detail"] = "Unauthorized", self.message
         if self.field:
             body["field"] = self.field
+        return body
+
+    def response(self) -> web.Response:
         headers = {"WWW-Authenticate": 'Bearer realm="ami-bridge"'} if self.status == 401 else None
-        return web.json_response(body, status=self.status, headers=headers)
+        return web.json_response(self.body(), status=self.status, headers=headers)
 
 
 def _authorize(request: web.Request) -> ApiToken:
@@ -74,8 +93,9 @@ class RateLimiter:
         self.clock = clock
         self.buckets: dict[str, tuple[float, float]] = {}
 
-    def take(self, key: str) -> tuple[bool, int, int]:
-        """(allowed, remaining, seconds until one more request is allowed)."""
+    def take(self, key: str) -> tuple[bool, int, int, int]:
+        """(allowed, remaining, seconds until the window resets (the bucket is full again),
+        seconds until one more request is allowed)."""
         now = self.clock()
         tokens, last = self.buckets.get(key, (self.capacity, now))
         tokens = min(self.capacity, tokens + (now - last) * self.rate)
@@ -85,8 +105,8 @@ class RateLimiter:
         if len(self.buckets) > 100_000:  # a flood of distinct keys must not grow memory
             self.buckets.clear()
         self.buckets[key] = (tokens, now)
-        reset = 0 if tokens >= 1.0 else int((1.0 - tokens) / self.rate) + 1
-        return allowed, int(tokens), reset
+        retry = 0 if tokens >= 1.0 else math.ceil((1.0 - tokens) / self.rate)
+        return allowed, int(tokens), math.ceil((self.capacity - tokens) / self.rate), retry
 
 
 LIMITER_KEY = web.AppKey("limiter", RateLimiter)
@@ -105,12 +125,12 @@ async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamR
             # limit per token (its digest: the token itself is never kept or logged)
             auth = request.headers.get("Authorization", "")
             key = token_digest(auth).hex() if auth else f"ip:{request.remote}"
-            allowed, remaining, reset = request.app[LIMITER_KEY].take(key)
+            allowed, remaining, reset, retry = request.app[LIMITER_KEY].take(key)
             headers = _rate_headers(int(request.app[LIMITER_KEY].capacity), remaining, reset)
             if not allowed:
-                resp = ApiError(429, "rate_limited", f"too many requests; retry in {reset} s").response()
+                resp = ApiError(429, "rate_limited", f"too many requests; retry in {retry} s").response()
                 resp.headers.update(headers)
-                resp.headers["Retry-After"] = str(reset)
+                resp.headers["Retry-After"] = str(retry)
                 return resp
             request[TOKEN_KEY] = _authorize(request)
         response = await handler(request)
@@ -218,7 +238,7 @@ async def create(request: web.Request) -> web.Response:
         raise ApiError(409, "limit_exceeded", f"the bridge already has {most} subscriptions (the maximum)")
     await _guard(request, url)
     sub = store.add_subscription(ext_id, event_type, url, method)
-    return web.json_response(sub.public())
+    return web.json_response(sub.public(), status=201)
 
 
 async def list_(request: web.Request) -> web.Response:
@@ -228,8 +248,8 @@ async def list_(request: web.Request) -> web.Response:
 
 async def delete_all(request: web.Request) -> web.Response:
     ext_id = _extension_id(request)
-    n = request.app[STORE_KEY].delete_subscriptions(ext_id)
-    return web.json_response({"deleted": n})
+    request.app[STORE_KEY].delete_subscriptions(ext_id)
+    return web.Response(status=204)
 
 
 def _existing(request: web.Request) -> Subscription:
@@ -257,7 +277,7 @@ async def put_one(request: web.Request) -> web.Response:
 async def delete_one(request: web.Request) -> web.Response:
     sub = _existing(request)
     request.app[STORE_KEY].delete_subscription(sub.extension_id, sub.id)
-    return web.json_response(sub.public())
+    return web.Response(status=204)
 
 
 async def limits(request: web.Request) -> web.Response:
@@ -302,7 +322,7 @@ async def retry_deliveries(request: web.Request) -> web.Response:
     dispatcher = request.app.get(DISPATCHER_KEY)
     if dispatcher is not None:
         dispatcher.wake()  # type: ignore[attr-defined]
-    return web.json_response({"retried": n})
+    return web.json_response({"retried": n}, status=201)
 
 
 def make_app(config: Config, store: Store) -> web.Application:

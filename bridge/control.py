@@ -5,8 +5,9 @@ of ``src_num`` (a phone of the PBX, or an outside number through the first trunk
 first; once answered, ``dst_num`` is dialed through the dialplan's callback context.
 The call carries ``CALLBACKID`` (and ``TAG``) so its events have ``CallBackID``/``Tag``,
 and the owner gets only its dial-out (no dial-in from itself). The answer is
-``{"call_api_id", "call_id"}``: the owner leg's channel id, which is also the call's
-CallID.
+``{"call_api_id", "call_id"}`` as Telphin's: ``call_id`` is the callback id, which every
+event of the call carries as ``CallID`` (and ``CallBackID``); ``call_api_id`` is the owner
+leg's channel id ``cb-<callback id>``, its ``CallAPIID``.
 
 ``DELETE /calls/{call_api_id}`` hangs up the channel a ``CallAPIID`` names;
 ``POST /calls/{call_api_id}/transfer`` with ``{"to": "103"}`` blind-transfers the party
@@ -77,7 +78,9 @@ async def callback(request: web.Request) -> web.Response:
     tag = data.get("tag")
     if tag is not None and (not isinstance(tag, str) or len(tag) > 100):
         raise ApiError(400, "invalid_request", "tag must be text of at most 100 characters", "tag")
-    phone = next((e for e in config.extensions if e.type == "phone" and e.short == first), None)
+    # the owner by its short number (what Telphin's src_num takes) or its extended number
+    phone = next((e for e in config.extensions if e.type == "phone" and first in (e.short, e.extended)),
+                 None)  # fmt: skip
     if phone is not None and phone.endpoint:
         channel = f"PJSIP/{phone.endpoint}"
     elif config.trunks:
@@ -97,8 +100,8 @@ async def callback(request: web.Request) -> web.Response:
         "Priority": "1", "CallerID": f'"{caller_name}" <{caller_number}>', "Timeout": str(wait * 1000),
         "Async": "true", "ChannelId": channel_id, "Variable": variables,
     })  # fmt: skip
-    return web.json_response({"call_api_id": channel_id, "call_id": channel_id, "callback_id": callback_id,
-                              "extension_id": ext_id})  # fmt: skip
+    return web.json_response({"call_api_id": channel_id, "call_id": callback_id, "callback_id": callback_id,
+                              "extension_id": ext_id}, status=201)  # fmt: skip
 
 
 def _live_channel(request: web.Request) -> str:
@@ -119,7 +122,7 @@ def _live_channel(request: web.Request) -> str:
 async def hangup(request: web.Request) -> web.Response:
     name = _live_channel(request)
     await _send(request, {"Action": "Hangup", "Channel": name})
-    return web.json_response({"call_api_id": request.match_info["call_api_id"], "action": "hangup"})
+    return web.Response(status=204)
 
 
 async def transfer(request: web.Request) -> web.Response:
@@ -128,7 +131,7 @@ async def transfer(request: web.Request) -> web.Response:
     context = request.app[CONFIG_KEY].callback.transfer_context
     await _send(request, {"Action": "BlindTransfer", "Channel": name, "Context": context, "Exten": to})
     return web.json_response(
-        {"call_api_id": request.match_info["call_api_id"], "action": "transfer", "to": to}
+        {"call_api_id": request.match_info["call_api_id"], "action": "transfer", "to": to}, status=201
     )
 
 

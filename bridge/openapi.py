@@ -27,6 +27,10 @@ COMMON = {
     "401": _err("No or unknown bearer token"),
     "403": _err("The token does not cover this extension"),
     "404": _err("Unknown extension or subscription"),
+    "429": _err(
+        "Too many requests (status rate_limit_exceeded); X-RateLimit-Reset says in how many seconds "
+        "the window is whole again, Retry-After when the next request is allowed"
+    ),
 }
 BODY = {
     "required": True,
@@ -38,6 +42,9 @@ ONE = {
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Event"}}},
     }
 }
+CREATED = {"201": {**ONE["200"], "description": "The subscription, created"}}
+CALLBACK_ANSWER = "#/components/schemas/CallbackAnswer"
+GONE = {"204": {"description": "Done; no body (Telphin's answer to a DELETE)"}}
 BAD = {
     "400": _err("Invalid field (named in `field`) or malformed JSON"),
     "413": _err("Body too large"),
@@ -87,11 +94,27 @@ def openapi() -> dict[str, Any]:
                 },
                 "Error": {
                     "type": "object",
-                    "required": ["error", "message"],
+                    "required": ["status", "message", "error"],
                     "properties": {
-                        "error": {"type": "string"},
-                        "message": {"type": "string"},
-                        "field": {"type": "string"},
+                        "status": {
+                            "type": "string",
+                            "description": "Machine-readable, as Telphin's API: access_denied, not_found, "
+                            "rate_limit_exceeded, invalid_request, unauthorized, limit_exceeded...",
+                        },
+                        "message": {"type": "string", "description": "What is wrong (401: 'Unauthorized')"},
+                        "error": {"type": "string", "description": "The bridge's own code (for old clients)"},
+                        "field": {"type": "string", "description": "The request field at fault"},
+                        "detail": {"type": "string", "description": "Why a 401 was answered"},
+                    },
+                },
+                "CallbackAnswer": {
+                    "type": "object",
+                    "required": ["call_id", "call_api_id"],
+                    "properties": {
+                        "call_id": {"type": "string", "description": "CallID (and CallBackID) of its events"},
+                        "call_api_id": {"type": "string", "description": "Owner's CallAPIID: cb-<call_id>"},
+                        "callback_id": {"type": "string"},
+                        "extension_id": {"type": "integer"},
                     },
                 },
                 "Limits": {"type": "object", "properties": {"event_subscriptions": {"type": "object"}}},
@@ -105,7 +128,7 @@ def openapi() -> dict[str, Any]:
                 "post": {
                     "summary": "Add an extension event subscription",
                     "requestBody": BODY,
-                    "responses": {**ONE, **BAD, **COMMON, "409": _err("A subscription limit is reached")},
+                    "responses": {**CREATED, **BAD, **COMMON, "409": _err("A subscription limit is reached")},
                 },
                 "get": {
                     "summary": "List the extension's subscriptions",
@@ -126,7 +149,7 @@ def openapi() -> dict[str, Any]:
                 },
                 "delete": {
                     "summary": "Remove all of the extension's subscriptions",
-                    "responses": {"200": {"description": "How many were removed"}, **COMMON},
+                    "responses": {**GONE, **COMMON},
                 },
             },
             "/extension/{extension_id}/event/{id}": {
@@ -137,7 +160,7 @@ def openapi() -> dict[str, Any]:
                     "requestBody": BODY,
                     "responses": {**ONE, **BAD, **COMMON},
                 },
-                "delete": {"summary": "Remove one subscription", "responses": {**ONE, **COMMON}},
+                "delete": {"summary": "Remove one subscription", "responses": {**GONE, **COMMON}},
             },
             "/limit/": {
                 "get": {
@@ -177,7 +200,10 @@ def openapi() -> dict[str, Any]:
                         },
                     },
                     "responses": {
-                        "200": {"description": "{call_api_id, call_id, callback_id, extension_id}"},
+                        "201": {
+                            "description": "The call started",
+                            "content": {"application/json": {"schema": {"$ref": CALLBACK_ANSWER}}},
+                        },
                         **BAD,
                         **COMMON,
                         "502": _err("Asterisk refused the Originate"),
@@ -191,7 +217,7 @@ def openapi() -> dict[str, Any]:
                 ],
                 "delete": {
                     "summary": "Hang up the channel a CallAPIID names",
-                    "responses": {"200": {"description": "Done"}, **COMMON, "502": _err("Asterisk refused")},
+                    "responses": {**GONE, **COMMON, "502": _err("Asterisk refused")},
                 },
             },
             "/calls/{call_api_id}/transfer": {
@@ -201,7 +227,7 @@ def openapi() -> dict[str, Any]:
                 "post": {
                     "summary": "Blind-transfer the party connected to that channel to {to}",
                     "responses": {
-                        "200": {"description": "Done"},
+                        "201": {"description": "Done"},
                         **BAD,
                         **COMMON,
                         "502": _err("Asterisk refused"),
@@ -224,7 +250,7 @@ def openapi() -> dict[str, Any]:
             "/deliveries/retry": {
                 "post": {
                     "summary": "Put failed deliveries back in the queue (all, or {'ids': [...]})",
-                    "responses": {"200": {"description": "How many"}, **BAD, **COMMON},
+                    "responses": {"201": {"description": "How many"}, **BAD, **COMMON},
                 },
             },
         },

@@ -43,9 +43,9 @@ async def client(tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
 
 
 async def test_create_answers_like_telphin(client: TestClient[Any, Any]) -> None:
-    """POST answers {url, method, event_type, id} and the subscription is listed and readable."""
+    """POST answers 201 {url, method, event_type, id} and the subscription is listed and readable."""
     resp = await client.post("/extension/175/event/", json=SUB, headers=AUTH)
-    assert resp.status == 200
+    assert resp.status == 201
     body = await resp.json()
     assert body == {**SUB, "id": body["id"]} and isinstance(body["id"], int)
     listed = await (await client.get("/extension/175/event/", headers=AUTH)).json()
@@ -55,48 +55,56 @@ async def test_create_answers_like_telphin(client: TestClient[Any, Any]) -> None
 
 
 async def test_put_replaces_and_delete_removes(client: TestClient[Any, Any]) -> None:
-    """PUT changes a subscription; DELETE one removes it; DELETE the collection removes all."""
+    """PUT changes a subscription (200); DELETE one removes it and DELETE the collection
+    removes all, each answering 204 with no body, as Telphin's API does."""
     a = await (await client.post("/extension/175/event/", json=SUB, headers=AUTH)).json()
     changed = {"url": "http://crm.example/hook", "event_type": "hangup", "method": "POST"}
     resp = await client.put(f"/extension/175/event/{a['id']}", json=changed, headers=AUTH)
     assert resp.status == 200 and await resp.json() == {**changed, "id": a["id"]}
-    assert (await client.delete(f"/extension/175/event/{a['id']}", headers=AUTH)).status == 200
+    resp = await client.delete(f"/extension/175/event/{a['id']}", headers=AUTH)
+    assert resp.status == 204 and await resp.read() == b""
     assert (await client.get(f"/extension/175/event/{a['id']}", headers=AUTH)).status == 404
     for _ in range(2):
         await client.post("/extension/175/event/", json=SUB, headers=AUTH)
+    other = await (await client.post("/extension/176/event/", json=SUB, headers=AUTH)).json()
+    assert len(await (await client.get("/extension/175/event/", headers=AUTH)).json()) == 2
     resp = await client.delete("/extension/175/event/", headers=AUTH)
-    assert await resp.json() == {"deleted": 2}
+    assert resp.status == 204 and await resp.read() == b""
     assert await (await client.get("/extension/175/event/", headers=AUTH)).json() == []
+    assert await (await client.get("/extension/176/event/", headers=AUTH)).json() == [other]
 
 
 @pytest.mark.parametrize(
-    ("headers", "path", "status", "error"),
+    ("headers", "path", "status", "code", "error"),
     [
-        ({}, "/extension/175/event/", 401, "unauthorized"),
-        ({"Authorization": "Bearer nope"}, "/extension/175/event/", 401, "unauthorized"),
-        ({"Authorization": f"Basic {ADMIN}"}, "/extension/175/event/", 401, "unauthorized"),
-        ({"Authorization": f"Bearer {LIMITED}"}, "/extension/175/event/", 403, "forbidden"),
-        ({"Authorization": f"Bearer {LIMITED}"}, "/extension/176/event/", 200, None),
-        (AUTH, "/extension/999/event/", 404, "not_found"),
-        (AUTH, "/extension/abc/event/", 404, "not_found"),
-        (AUTH, "/extension/175/event/12345", 404, "not_found"),
-        (AUTH, "/extension/175/event/x", 404, "not_found"),
-        (AUTH, "/extension/%C2%B2/event/", 404, "not_found"),  # "²": isdigit(), yet no int
-        (AUTH, "/extension/175/event/%C2%B2", 404, "not_found"),
-        ({}, "/limit/", 401, "unauthorized"),
-        (AUTH, "/nowhere", 404, "not_found"),
+        ({}, "/extension/175/event/", 401, "unauthorized", "unauthorized"),
+        ({"Authorization": "Bearer nope"}, "/extension/175/event/", 401, "unauthorized", "unauthorized"),
+        ({"Authorization": f"Basic {ADMIN}"}, "/extension/175/event/", 401, "unauthorized", "unauthorized"),
+        ({"Authorization": f"Bearer {LIMITED}"}, "/extension/175/event/", 403, "access_denied", "forbidden"),
+        ({"Authorization": f"Bearer {LIMITED}"}, "/extension/176/event/", 200, None, None),
+        (AUTH, "/extension/999/event/", 404, "not_found", "not_found"),
+        (AUTH, "/extension/abc/event/", 404, "not_found", "not_found"),
+        (AUTH, "/extension/175/event/12345", 404, "not_found", "not_found"),
+        (AUTH, "/extension/175/event/x", 404, "not_found", "not_found"),
+        (AUTH, "/extension/%C2%B2/event/", 404, "not_found", "not_found"),  # "²": isdigit(), yet no int
+        (AUTH, "/extension/175/event/%C2%B2", 404, "not_found", "not_found"),
+        ({}, "/limit/", 401, "unauthorized", "unauthorized"),
+        (AUTH, "/nowhere", 404, "not_found", "not_found"),
     ],
 )
 async def test_auth_and_lookup_errors(client: TestClient[Any, Any], headers: dict[str, str], path: str,
-                                      status: int, error: str | None) -> None:  # fmt: skip
-    """Missing/wrong tokens are 401, a token used outside its extensions 403, unknown ids 404."""
+                                      status: int, code: str | None, error: str | None) -> None:  # fmt: skip
+    """Missing/wrong tokens are 401 "Unauthorized" (the reason in detail), a token used
+    outside its extensions 403 access_denied, unknown ids 404 not_found: Telphin's
+    machine-readable status beside the bridge's own error code."""
     resp = await client.get(path, headers=headers)
     assert resp.status == status
-    if error:
+    if code:
         body = await resp.json()
-        assert body["error"] == error and body["message"]
+        assert body["status"] == code and body["error"] == error and body["message"]
     if status == 401:
         assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+        assert body["message"] == "Unauthorized" and "token" in body["detail"]
 
 
 @pytest.mark.parametrize(
@@ -150,11 +158,11 @@ async def test_malformed_bodies_are_clear_4xx(client: TestClient[Any, Any], data
 async def test_limits_are_reported_and_enforced(client: TestClient[Any, Any]) -> None:
     """GET /limit/ shows maxima and usage; creating past a limit is a 409 saying which."""
     for _ in range(3):
-        assert (await client.post("/extension/175/event/", json=SUB, headers=AUTH)).status == 200
+        assert (await client.post("/extension/175/event/", json=SUB, headers=AUTH)).status == 201
     resp = await client.post("/extension/175/event/", json=SUB, headers=AUTH)
     assert resp.status == 409 and "extension 175" in (await resp.json())["message"]
     for _ in range(2):
-        assert (await client.post("/extension/176/event/", json=SUB, headers=AUTH)).status == 200
+        assert (await client.post("/extension/176/event/", json=SUB, headers=AUTH)).status == 201
     resp = await client.post("/extension/1300/event/", json=SUB, headers=AUTH)
     assert resp.status == 409 and "5 subscriptions" in (await resp.json())["message"]
     lim = await (await client.get("/limit/", headers=AUTH)).json()
@@ -243,14 +251,15 @@ async def test_ssrf_allow_list_lets_an_intranet_receiver_in(tmp_path: Path) -> N
     store = Store(tmp_path / "a.db")
     async with TestClient(TestServer(make_app(parse_config(text), store))) as c:
         ok = await c.post("/extension/175/event/", json={**SUB, "url": "http://10.1.2.3/x"}, headers=AUTH)
-        assert ok.status == 200
+        assert ok.status == 201
         assert (await c.post("/extension/175/event/", json={**SUB, "url": "http://192.168.1.1/x"},
                              headers=AUTH)).status == 400  # fmt: skip
     store.close()
 
 
 async def test_rate_limit_answers_429_with_headers(tmp_path: Path) -> None:
-    """Past rate_limit_per_minute a token gets 429 with X-RateLimit-* and Retry-After; others do not."""
+    """Past rate_limit_per_minute a token gets 429 rate_limit_exceeded with X-RateLimit-*
+    and Retry-After; others do not."""
     text = CONFIG_TEXT.replace("  max_body_bytes: 8192", "  max_body_bytes: 8192\n  rate_limit_per_minute: 3")
     store = Store(tmp_path / "r.db")
     async with TestClient(TestServer(make_app(parse_config(text), store))) as c:
@@ -259,7 +268,9 @@ async def test_rate_limit_answers_429_with_headers(tmp_path: Path) -> None:
             r = await c.get("/extension/175/event/", headers=AUTH)
             seen.append((r.status, r.headers["X-RateLimit-Limit"], r.headers["X-RateLimit-Remaining"]))
         assert seen == [(200, "3", "2"), (200, "3", "1"), (200, "3", "0"), (429, "3", "0")]
-        assert int(r.headers["Retry-After"]) >= 1 and (await r.json())["error"] == "rate_limited"
+        body = await r.json()
+        assert (body["status"], body["error"]) == ("rate_limit_exceeded", "rate_limited")
+        assert 1 <= int(r.headers["Retry-After"]) <= 20 and 40 <= int(r.headers["X-RateLimit-Reset"]) <= 60
         other = await c.get("/extension/176/event/", headers={"Authorization": f"Bearer {LIMITED}"})
         assert other.status == 200
     store.close()
@@ -275,3 +286,18 @@ def test_rate_limiter_refills_over_time() -> None:
     assert lim.take("k")[0] is False
     now[0] += 1.0
     assert lim.take("k")[0] is True and lim.take("k")[0] is False
+
+
+def test_rate_limit_reset_is_seconds_until_the_window_is_whole_again() -> None:
+    """X-RateLimit-Reset counts the seconds until every request of the window is available
+    again (Telphin's meaning); Retry-After the seconds until the next one is."""
+    from bridge.api import RateLimiter
+
+    now = [0.0]
+    lim = RateLimiter(60, clock=lambda: now[0])  # one request per second comes back
+    assert lim.take("k") == (True, 59, 1, 0)
+    for _ in range(59):
+        lim.take("k")
+    assert lim.take("k") == (False, 0, 60, 1)
+    now[0] += 30.0
+    assert lim.take("k") == (True, 29, 31, 0)

@@ -60,15 +60,25 @@ async def test_callback_originates_from_the_owner_phone(env: Any) -> None:
     body = {"src_num": ["101"], "dst_num": "+79817654321", "caller_id_name": "CRM", "tag": "deal-7",
             "wait_for_pickup": 20}  # fmt: skip
     resp = await client.post("/extension/1101/callback/", json=body, headers=AUTH)
-    assert resp.status == 200
+    assert resp.status == 201
     answer = await resp.json()
-    assert answer["call_api_id"] == answer["call_id"] == f"cb-{answer['callback_id']}"
+    # as Telphin's: call_id is what the call's events carry as CallID (= CallBackID), and
+    # call_api_id, the owner leg's CallAPIID, starts with cb-
+    assert answer["call_id"] == answer["callback_id"] and answer["call_api_id"] == f"cb-{answer['call_id']}"
     action = sent[0]
     assert action["Action"] == "Originate" and action["Channel"] == "PJSIP/101"
     assert (action["Context"], action["Exten"], action["Timeout"]) == ("callback", "+79817654321", "20000")
     assert action["ChannelId"] == answer["call_api_id"]
     assert action["Variable"] == [f"__CALLBACKID={answer['callback_id']}", "__TAG=deal-7"]
     assert action["CallerID"] == '"CRM" <+79817654321>'
+
+
+async def test_callback_owner_may_be_named_by_its_extended_number(env: Any) -> None:
+    """src_num may name the owner as Telphin's events do, by its extended number 000*101."""
+    client, sent, _ = env
+    resp = await client.post("/extension/1101/callback/", json={"src_num": ["000*101"], "dst_num": "102"},
+                             headers=AUTH)  # fmt: skip
+    assert resp.status == 201 and sent[0]["Channel"] == "PJSIP/101"
 
 
 async def test_callback_from_an_outside_number_goes_through_the_trunk(env: Any) -> None:
@@ -123,14 +133,14 @@ def live_call(translator: Translator) -> None:
 
 
 async def test_hangup_and_transfer_act_on_the_named_channel(env: Any) -> None:
-    """DELETE /calls/{id} hangs up that channel; POST .../transfer blind-transfers it."""
+    """DELETE /calls/{id} hangs up that channel (204); POST .../transfer blind-transfers it (201)."""
     client, sent, translator = env
     live_call(translator)
     resp = await client.delete("/calls/u2", headers=AUTH)
-    assert resp.status == 200
+    assert resp.status == 204
     assert sent[-1] == {"Action": "Hangup", "Channel": "PJSIP/102-00000002"}
     resp = await client.post("/calls/u1/transfer", json={"to": "103"}, headers=AUTH)
-    assert resp.status == 200
+    assert resp.status == 201
     assert sent[-1] == {"Action": "BlindTransfer", "Channel": "PJSIP/101-00000001", "Context": "phones",
                         "Exten": "103"}  # fmt: skip
 
@@ -142,7 +152,7 @@ async def test_call_control_errors(env: Any) -> None:
     assert (await client.delete("/calls/nope", headers=AUTH)).status == 404
     limited = {"Authorization": f"Bearer {LIMITED}"}
     assert (await client.delete("/calls/u1", headers=limited)).status == 403  # 101's leg
-    assert (await client.delete("/calls/u2", headers=limited)).status == 200  # 102's leg
+    assert (await client.delete("/calls/u2", headers=limited)).status == 204  # 102's leg
     resp = await client.post("/calls/u1/transfer", json={"to": "x"}, headers=AUTH)
     assert resp.status == 400 and (await resp.json())["field"] == "to"
     assert (await client.delete("/calls/u1")).status == 401

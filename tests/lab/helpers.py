@@ -85,11 +85,11 @@ voicemail: {{spool: "{VOICEMAIL_SPOOL}"}}
 
 
 async def api(base: str, method: str, path: str, body: Any = None) -> Any:
-    """Call the daemon's REST API with the test token; return the JSON answer."""
+    """Call the daemon's REST API with the test token; return the JSON answer (None for 204)."""
     headers = {"Authorization": f"Bearer {TOKEN}"}
     async with aiohttp.ClientSession() as s, s.request(method, base + path, headers=headers, json=body) as r:
-        assert r.status == 200, await r.text()
-        return await r.json()
+        assert r.status == {"POST": 201, "DELETE": 204}.get(method, 200), await r.text()
+        return None if r.status == 204 else await r.json()
 
 
 async def subscribe(base: str, ext: int, event_type: str, url: str, method: str) -> None:
@@ -99,7 +99,7 @@ async def subscribe(base: str, ext: int, event_type: str, url: str, method: str)
         aiohttp.ClientSession() as s,
         s.post(f"{base}/extension/{ext}/event/", headers=headers, json=body) as r,
     ):
-        assert r.status == 200, await r.text()
+        assert r.status == 201, await r.text()
 
 
 async def place(fn: Any) -> None:
