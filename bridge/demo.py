@@ -81,14 +81,18 @@ class ReplayServer:
     second), when given, replaces the recorded timing: each recording is sent at once, as
     one write of a copy rendered from a template made once (so the server stays cheap at
     tens of thousands of messages per second). Clear ``go`` before a client logs in to
-    hold the replay until it is set again.
+    hold the replay until it is set again. ``fresh_ids=False`` keeps the recorded
+    Uniqueids and Linkedids (one pass to one client: the ids stay as recorded, so ids that
+    mean something, such as a callback's ``cb-...`` ChannelId, still do).
     """
 
     def __init__(self, streams: Iterable[tuple[str, bytes]], speed: float = 1.0, max_gap: float = 1.0,
-                 passes: int | None = 1, rate: float | None = None) -> None:  # fmt: skip
+                 passes: int | None = 1, rate: float | None = None,
+                 fresh_ids: bool = True) -> None:  # fmt: skip
         self.streams = [(name, split_stream(data)[0]) for name, data in streams]
         self.templates = [_template(blocks) for _, blocks in self.streams]
         self.speed, self.max_gap, self.passes, self.rate = speed, max_gap, passes, rate
+        self.fresh_ids = fresh_ids
         self.sent = 0
         #: recordings played so far, over all connections
         self.played = 0
@@ -154,9 +158,8 @@ class ReplayServer:
                     await asyncio.sleep(delay)
                 if template is not None:
                     data, count = template
-                    writer.write(
-                        data.replace(_PREFIX, prefix).replace(_NOW, _seconds(time.time_ns() // 1000))
-                    )
+                    ids = prefix if self.fresh_ids else b""
+                    writer.write(data.replace(_PREFIX, ids).replace(_NOW, _seconds(time.time_ns() // 1000)))
                     self.sent += count
                     await writer.drain()
                     n += 1
@@ -169,7 +172,8 @@ class ReplayServer:
                     if last is not None and ts > last:
                         await asyncio.sleep(min(self.max_gap, (ts - last) / self.speed))
                     last = ts
-                block = _ID.sub(b"\\g<0>" + prefix, block)
+                if self.fresh_ids:
+                    block = _ID.sub(b"\\g<0>" + prefix, block)
                 writer.write(_TS.sub(_stamp(time.time_ns() // 1000), block))
                 self.sent += 1
             await writer.drain()
@@ -198,7 +202,8 @@ async def run_demo(api_port: int = 8080, duration: float | None = None, speed: f
         received += 1
         f = dict(parse_qsl((await request.read()).decode()))
         print(f"webhook {request.path.rsplit('/', 1)[-1]:>5} {f.get('EventType', '?'):12} "
-              f"{f.get('CallStatus', ''):11} {f.get('CallerIDNum', '')} -> {f.get('CalledNumber', '')}"
+              f"{f.get('CallFlow', ''):3} {f.get('CallStatus', ''):11} "
+              f"{f.get('CallerIDNum', '')} -> {f.get('CalledNumber', '')}"
               f"{'  Bridged=' + f['Bridged'] if 'Bridged' in f else ''}", flush=True)  # fmt: skip
         return web.Response(text="ok")
 

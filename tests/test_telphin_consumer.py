@@ -1,0 +1,169 @@
+"""A Telphin integration reads our webhooks right: every phone hangup of every fixture,
+sent by the real daemon (``python -m bridge run``) over the real AMI client path, is
+attributed to the right extension and the right other party by a consumer written the
+way public Telphin consumers are (tests/telphin_consumer.py).
+
+EXPECTED is written by hand from each scenario's description (fixtures/NAME.md), one row
+per phone hangup: (extension id, the other party as the CRM should file it, CallStatus).
+The live tier (tests/lab/test_consumer_live.py) checks the same rows against the lab.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from bridge.config import Config, load_config
+from bridge.demo import ReplayServer
+from tests.conftest import FIXTURES, REPO, fixture_paths, free_port
+from tests.telphin_consumer import Consumer, Hangup
+
+CONFIG = load_config(FIXTURES / "lab.yaml")
+PHONES = [e for e in CONFIG.extensions if e.type == "phone"]
+A, B, C, D, E = "000*101", "000*102", "000*103", "000*104", "000*106"
+OUTSIDE, MOBILE, CALLBACK_DST = "+74957654321", "+79161234567", "+79817654321"
+INTERNAL_OK = [(1101, B, "ANSWER"), (1102, A, "ANSWER")]
+
+#: fixture -> its phone hangups: (extension id, other party, CallStatus)
+EXPECTED: dict[str, list[tuple[int, str, str]]] = {
+    # 101 talks to 102, consults 103 and leaves: 103 was called by 101 (the consultation)
+    "attended-transfer": [(1101, B, "ANSWER"), (1102, A, "ANSWER"), (1103, A, "ANSWER")],
+    # 101 transfers 102 to 103: 103 is called on behalf of 101 (RemoteNumber 102)
+    "blind-transfer-ami": [(1101, B, "ANSWER"), (1102, A, "ANSWER"), (1103, A, "ANSWER")],
+    "blind-transfer-refer": [(1101, B, "ANSWER"), (1102, A, "ANSWER"), (1103, A, "ANSWER")],
+    "callback-answered": [(1101, CALLBACK_DST, "ANSWER")],
+    "callback-failed": [(1106, CALLBACK_DST, "CHANUNAVAIL")],
+    "callback-unanswered": [(1101, CALLBACK_DST, "NOANSWER")],
+    "forward-external-from-trunk": [(1104, MOBILE, "ANSWER")],
+    "forward-external-internal": [(1101, D, "ANSWER"), (1104, MOBILE, "ANSWER")],
+    "inbound-busy": [(1102, OUTSIDE, "BUSY")],
+    "inbound-did-recorded": [(1101, OUTSIDE, "ANSWER")],
+    "internal-answered-callee-hangup": INTERNAL_OK,
+    "internal-answered-caller-hangup": INTERNAL_OK,
+    "internal-busy": [(1101, B, "BUSY"), (1102, A, "BUSY")],
+    "internal-cancel": [(1101, B, "CANCEL"), (1102, A, "CANCEL")],
+    "internal-chanunavail": [(1101, E, "CHANUNAVAIL")],
+    "internal-congestion": [(1101, B, "CONGESTION"), (1102, A, "CONGESTION")],
+    "internal-noanswer": [(1101, B, "NOANSWER"), (1102, A, "NOANSWER")],
+    "ivr-caller-hangup": [],
+    "ivr-to-phone": [(1102, OUTSIDE, "ANSWER")],
+    "outbound-external": [(1101, MOBILE, "ANSWER")],
+    "overlapping-calls": [*INTERNAL_OK, (1103, D, "ANSWER"), (1104, C, "ANSWER")],
+    # agents are called by 101 through the queue (CallerExtension = the queue)
+    "queue-abandoned": [(1101, "000*300", "CANCEL"), (1102, A, "CANCEL"), (1103, A, "CANCEL")],
+    "queue-answered-second-member": [(1101, "000*300", "ANSWER"), (1102, A, "CANCEL"), (1103, A, "ANSWER")],
+    "queue-local-members": [(1101, "000*301", "ANSWER"), (1104, A, "CANCEL"), (1105, A, "ANSWER")],
+    "sip-message": [],
+    # nobody answered 102; the voicemail that took the message is not a person
+    "voicemail": [(1101, B, "NOANSWER"), (1102, A, "NOANSWER")],
+}
+
+
+def consumer(config: Config = CONFIG) -> Consumer:
+    """The CRM's view of the client's extensions: short number -> id."""
+    return Consumer({e.short: e.id for e in config.extensions})
+
+
+def filed(hangups: list[Hangup]) -> Counter[tuple[int, str, str]]:
+    return Counter((h.extension_id, h.other, h.status) for h in hangups)
+
+
+def test_every_fixture_has_its_expected_hangups() -> None:
+    """The table covers every recorded scenario (a new fixture needs its rows)."""
+    assert sorted(EXPECTED) == [p.stem for p in fixture_paths()]
+
+
+@pytest.fixture
+async def crm() -> AsyncIterator[tuple[Consumer, str, list[dict[str, Any]]]]:
+    """The CRM's webhook endpoint on loopback: one path per extension, GET or POST."""
+    crm, raw = consumer(), []
+
+    async def hook(request: web.Request) -> web.Response:
+        fields = dict(request.query) | dict(parse_qsl((await request.read()).decode()))
+        fields.pop("myid", None)  # the CRM's own parameter in the subscribed URL
+        raw.append({"ext": int(request.match_info["ext"]), **fields})
+        crm.receive(fields)
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_route("*", "/telphin/{ext}", hook)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield crm, f"http://127.0.0.1:{server.port}", raw
+    await server.close()
+
+
+async def test_every_phone_hangup_of_every_fixture_is_filed_right(
+    crm: tuple[Consumer, str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """All fixtures replayed over AMI to the daemon process; every phone subscribed to
+    dial-in, dial-out and hangup (half of them by GET, half by POST, with the CRM's own
+    query parameter): the consumer files exactly the expected hangups, drops none, and
+    each is filed under the extension whose subscription received it."""
+    consumer_, url, raw = crm
+    replay = ReplayServer([(p.stem, p.read_bytes()) for p in fixture_paths()], speed=50, max_gap=0.05,
+                          fresh_ids=False)  # fmt: skip
+    replay.go.clear()
+    ami_port = await replay.start()
+    api_port = free_port()
+    config = tmp_path / "bridge.yaml"
+    config.write_text(f"""
+ami: {{host: 127.0.0.1, port: {ami_port}, username: crm, secret: crm}}
+extensions:
+{"".join(f"  - {e.model_dump_json(exclude_none=True)}{chr(10)}" for e in CONFIG.extensions)}
+trunks: [trunk]
+api: {{listen: "127.0.0.1:{api_port}", tokens: []}}
+store: {{path: "{tmp_path / "bridge.db"}"}}
+delivery: {{backoff_initial: 0.2, backoff_max: 1, allow_networks: ["127.0.0.0/8"]}}
+""")
+    from bridge.store import Store
+
+    store = Store(str(tmp_path / "bridge.db"))
+    for i, ext in enumerate(PHONES):
+        method = "GET" if i % 2 else "POST"
+        for kind in ("dial-in", "dial-out", "hangup"):
+            store.add_subscription(ext.id, kind, f"{url}/telphin/{ext.id}?myid={ext.id}", method)
+    store.close()
+    expected = sum((Counter(rows) for rows in EXPECTED.values()), Counter[tuple[int, str, str]]())
+    with open(tmp_path / "daemon.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "bridge", "run", "--config", str(config)],
+                                cwd=REPO, stderr=log)  # fmt: skip
+    try:
+        await asyncio.wait_for(replay.logged_in.wait(), 20)
+        replay.go.set()
+        await asyncio.wait_for(replay.finished.wait(), 120)
+        for _ in range(200):
+            if len(consumer_.hangups) + len(consumer_.dropped) >= expected.total():
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # and nothing more comes
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            await replay.close()
+            if os.environ.get("SHOW_DAEMON_LOG"):
+                print((tmp_path / "daemon.log").read_text())
+    assert consumer_.dropped == []
+    assert filed(consumer_.hangups) == expected
+    hangups = [r for r in raw if r["EventType"] == "hangup"]
+    assert len(hangups) == expected.total()
+    for r in hangups:  # filed under the extension whose subscription got it
+        assert (
+            consumer_.extension_of(r["CallerIDNum" if r["CallFlow"] == "out" else "CalledNumber"]) == r["ext"]
+        )
