@@ -33,14 +33,15 @@ def ev(
     kind: str,
     call: str = "c1",
     sub: str = "c1-1",
-    caller: str = "101",
-    called: str = "102",
+    caller: str = "000*101",
+    called: str = "000*102",
     status: str = "CALLING",
     t: int = T0,
+    flow: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """One Telphin-style event."""
-    flow = "OUT" if kind == "dial-out" else "IN"
+    """One Telphin-style event (CallFlow by the kind of event unless given)."""
+    flow = flow or ("out" if kind == "dial-out" else "in")
     return {
         "EventType": kind,
         "CallID": call,
@@ -54,15 +55,20 @@ def ev(
     }
 
 
-def two_party_call(call: str = "c1", caller: str = "101", t: int = T0) -> list[tuple[int, dict[str, Any]]]:
+def two_party_call(
+    call: str = "c1", caller: str = "000*101", t: int = T0
+) -> list[tuple[int, dict[str, Any]]]:
     """101 (ext 1101) calls 102 (ext 1102), 102 answers, both hang up: as the translator sends it."""
     a, b = f"{call}-1", f"{call}-2"
     return [
         (1101, ev("dial-out", call, a, caller, t=t)),
         (1102, ev("dial-in", call, b, caller, t=t)),
         (1102, ev("answer", call, b, caller, status="ANSWER", t=t + 1_000_000)),
-        (1101, ev("answer", call, a, caller, status="ANSWER", t=t + 1_000_000)),
-        (1101, ev("hangup", call, a, caller, status="ANSWER", t=t + 9_000_000, Duration=9_000_000)),
+        (1101, ev("answer", call, a, caller, status="ANSWER", t=t + 1_000_000, flow="out")),
+        (
+            1101,
+            ev("hangup", call, a, caller, status="ANSWER", t=t + 9_000_000, flow="out", Duration=9_000_000),
+        ),
         (1102, ev("hangup", call, b, caller, status="ANSWER", t=t + 9_000_000, Duration=9_000_000)),
     ]
 
@@ -82,8 +88,8 @@ def test_two_component_call_opens_and_closes() -> None:
         {
             "CallID": "c1",
             "EventTime": T0,
-            "CallerIDNum": "101",
-            "CalledNumber": "102",
+            "CallerIDNum": "000*101",
+            "CalledNumber": "000*102",
             "extensions": [1101],
             "answered": False,
         }
@@ -95,8 +101,8 @@ def test_two_component_call_opens_and_closes() -> None:
         {
             "CallID": "c1",
             "EventTime": T0,
-            "CallerIDNum": "101",
-            "CalledNumber": "102",
+            "CallerIDNum": "000*101",
+            "CalledNumber": "000*102",
             "extensions": [1101, 1102],
             "answered": True,
         }
@@ -111,16 +117,16 @@ def test_unanswered_and_concurrent_calls() -> None:
     """Two calls at once are tracked apart, oldest first; an unanswered one stays answered=False."""
     hub = EventHub()
     hub.publish(1101, ev("dial-out", "a", "a-1", t=T0))
-    hub.publish(1103, ev("dial-out", "b", "b-1", caller="103", called="104", t=T0 + 5))
-    hub.publish(1104, ev("dial-in", "b", "b-2", caller="103", called="104", t=T0 + 5))
+    hub.publish(1103, ev("dial-out", "b", "b-1", caller="000*103", called="000*104", t=T0 + 5))
+    hub.publish(1104, ev("dial-in", "b", "b-2", caller="000*103", called="000*104", t=T0 + 5))
     assert [c["CallID"] for c in hub.active_calls()] == ["a", "b"]
     hub.publish(1101, ev("hangup", "a", "a-1", status="NOANSWER"))
     assert hub.active_calls() == [
         {
             "CallID": "b",
             "EventTime": T0 + 5,
-            "CallerIDNum": "103",
-            "CalledNumber": "104",
+            "CallerIDNum": "000*103",
+            "CalledNumber": "000*104",
             "extensions": [1103, 1104],
             "answered": False,
         }
@@ -178,7 +184,7 @@ async def test_subscribers_get_events_in_order() -> None:
     for q in (q1, q2):
         got = [q.get_nowait() for _ in range(q.qsize())]
         assert [g["extension_id"] for g in got] == [1101, 1102, 1102, 1101, 1101, 1102]
-        assert got[0]["event"]["EventType"] == "dial-out" and got[0]["event"]["CallerIDNum"] == "101"
+        assert got[0]["event"]["EventType"] == "dial-out" and got[0]["event"]["CallerIDNum"] == "000*101"
     hub.unsubscribe(q1)
     hub.unsubscribe(q1)  # twice is harmless
     hub.publish(1, ev("dial-out"))
@@ -290,7 +296,7 @@ async def test_stream_sends_state_then_live_events(served: tuple[EventHub, TestC
             "CallID": "old",
             "EventTime": T0,
             "CallerIDNum": "before",
-            "CalledNumber": "102",
+            "CalledNumber": "000*102",
             "extensions": [1101, 1102],
             "answered": False,
         },
@@ -540,7 +546,7 @@ async def test_page_in_headless_chromium(
     await browser.wait_for("document.querySelectorAll('#events .event').length === 3")
     # before load: from the state, newest first; one active call, the voicemail opened none
     assert await browser.eval(EVENT_CALLERS) == [
-        "pre-vm-caller -> 102",
+        "pre-vm-caller -> 000*102",
         "pre-caller -> 555",
         "pre-caller -> 555",
     ]
@@ -548,6 +554,12 @@ async def test_page_in_headless_chromium(
         "voicemail",
         "dial-in",
         "dial-out",
+    ]
+    # the call's direction as Telphin writes it, lower case
+    assert await browser.eval("[...document.querySelectorAll('.event .flow')].map(e => e.textContent)") == [
+        "in",
+        "in",
+        "out",
     ]
     rows = await browser.eval(ACTIVE_ROWS)
     assert len(rows) == 1
@@ -578,8 +590,8 @@ async def test_page_in_headless_chromium(
     # ... and is gone after both hangups; every live event is listed, newest first, above the old ones
     await browser.wait_for("document.querySelectorAll('#events .event').length === 9")
     callers = await browser.eval(EVENT_CALLERS)
-    assert callers[:6] == [f"live-{i} -> 102" for i in reversed(range(6))]
-    assert callers[6:] == ["pre-vm-caller -> 102", "pre-caller -> 555", "pre-caller -> 555"]
+    assert callers[:6] == [f"live-{i} -> 000*102" for i in reversed(range(6))]
+    assert callers[6:] == ["pre-vm-caller -> 000*102", "pre-caller -> 555", "pre-caller -> 555"]
     await browser.wait_for("document.querySelectorAll('#active tr').length === 1")
     assert [r[0] for r in await browser.eval(ACTIVE_ROWS)] == ["pre-call"]
     types = await browser.eval(
@@ -594,7 +606,7 @@ async def test_page_in_headless_chromium(
     for i in range(150):
         hub.publish(1101, ev("dial-out", f"burst{i}", f"burst{i}-1", caller=f"burst-{i}", t=now_us()))
     await browser.wait_for(
-        "document.querySelector('#events .event .parties').textContent === 'burst-149 -> 102'"
+        "document.querySelector('#events .event .parties').textContent === 'burst-149 -> 000*102'"
     )
     assert await browser.eval("document.querySelectorAll('#events .event').length") == 100
     for i in range(150):
@@ -616,7 +628,7 @@ async def test_page_in_headless_chromium(
 async def take_screenshot(hub: EventHub, browser: Browser) -> None:
     """A 1200x800 PNG of the page with a few calls and events, at /tmp/dashboard.png."""
     base = now_us()
-    for i, (ext, event) in enumerate(two_party_call("lab-1795730681.54", caller="101", t=base)[:4]):
+    for i, (ext, event) in enumerate(two_party_call("lab-1795730681.54", caller="000*101", t=base)[:4]):
         hub.publish(ext, {**event, "EventTime": base + i * 400_000})
     hub.publish(
         1103,
@@ -625,7 +637,7 @@ async def take_screenshot(hub: EventHub, browser: Browser) -> None:
             "lab-1795730699.61",
             "lab-1795730699.61-1",
             caller="+74951234567",
-            called="103",
+            called="000*103",
             t=base + 2_000_000,
         ),
     )
@@ -636,7 +648,7 @@ async def take_screenshot(hub: EventHub, browser: Browser) -> None:
             "lab-1795730650.40",
             "lab-1795730650.40-1",
             caller="+79161112233",
-            called="104",
+            called="000*104",
             status="ANSWER",
             t=base + 2_500_000,
         ),

@@ -75,6 +75,7 @@
       ["time", localTime(e.EventTime)],
       ["ext", text(item.extension_id)],
       ["type", text(e.EventType)],
+      ["flow", text(e.CallFlow)],
       ["status", text(e.CallStatus)],
       ["parties", text(e.CallerIDNum) + " -> " + text(e.CalledNumber)]
     ];
