@@ -164,7 +164,8 @@ async def test_events_wait_for_a_broker_that_comes_back(tmp_path: Path) -> None:
 
 
 async def test_daemon_mirrors_a_replayed_call_to_mqtt(broker: Broker, tmp_path: Path) -> None:
-    """The running daemon publishes each event of a real recorded call on its topic."""
+    """The running daemon publishes each event of a real recorded call on its topic, in
+    the webhooks' format."""
     from bridge.config import parse_config
     from bridge.daemon import Daemon
     from bridge.demo import ReplayServer
@@ -195,4 +196,10 @@ mqtt: {{url: "mqtt://127.0.0.1:{broker.port}", topic_prefix: "pbx"}}
     topics = [str(m.topic) for m in got]
     assert topics == ["pbx/1101/dial-out", "pbx/1102/dial-in", "pbx/1102/answer", "pbx/1101/answer",
                       "pbx/1101/hangup", "pbx/1102/hangup"]  # fmt: skip
-    assert json.loads(got[-1].payload)["CallStatus"] == "ANSWER"  # type: ignore[arg-type]
+    payloads = [json.loads(m.payload) for m in got]  # type: ignore[arg-type]
+    assert payloads[-1]["CallStatus"] == "ANSWER"
+    # the same values as the webhooks: lower-case CallFlow, extended numbers
+    assert [(p["CallFlow"], p["CallerIDNum"], p["CalledNumber"]) for p in payloads[:2]] == [
+        ("out", "000*101", "000*102"),
+        ("in", "000*101", "000*102"),
+    ]
