@@ -148,9 +148,8 @@ class Channel:
     endpoint: str | None
     cid_num: str = ""
     cid_name: str = ""
-    #: caller id when the channel appeared: a phone's own identity, before the dialplan
-    #: changes it for the trunk (that one is the ANI)
-    own_cid_num: str = ""
+    #: caller name when the channel appeared: a phone's own display name, before the
+    #: dialplan changes the caller id for the trunk (what the trunk shows is the ANI)
     own_cid_name: str = ""
     dialed: str | None = None
     vars: dict[str, str] = field(default_factory=dict)
@@ -427,7 +426,7 @@ class Translator:
         if ext is None or chan.out_comp is not None or chan.dialed_by is not None:
             return
         fields: dict[str, Any] = {
-            **self._dir.phone(ext, chan.own_cid_name or chan.cid_name).caller_fields(),
+            **self._party(chan).caller_fields(),
             "CalledNumber": self._dir.dialed(chan.dialed),
             **self._ext_fields("Called", called or self._number_ext(chan.dialed)),
             "ANI": ani,
@@ -451,7 +450,7 @@ class Translator:
         chan = Channel(uid=uid, name=name, call=call, tech=tech, endpoint=endpoint,
                        dialed=exten if exten and exten not in SPECIAL_EXTENS else None)  # fmt: skip
         self._set_cid(chan, msg, "")
-        chan.own_cid_num, chan.own_cid_name = chan.cid_num, chan.cid_name
+        chan.own_cid_name = chan.cid_name
         call.live.add(uid)
         self.channels[uid] = chan
         if chan.is_local:
@@ -678,7 +677,7 @@ class Translator:
             target = None if shown in UNKNOWN_CID else shown
             dest.dialed = target
             fields = {
-                **self._dir.phone(ext, dest.own_cid_name).caller_fields(),
+                **self._party(dest).caller_fields(),
                 "CalledNumber": self._dir.dialed(target),
                 **self._ext_fields("Called", self._number_ext(target)),
             }
