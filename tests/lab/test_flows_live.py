@@ -92,7 +92,11 @@ async def test_callback_started_over_rest(daemon: str, receiver: Any) -> None:
     answer = call.answer  # type: ignore[attr-defined]
     assert [e["EventType"] for e in evs] == ["dial-out", "answer", "hangup"]
     assert all(e["CallBackID"] == answer["callback_id"] and e["Tag"] == "live" for e in evs)
-    assert evs[0]["CalledNumber"] == "+79817654321" and evs[0]["CallID"] == answer["call_id"]
+    assert all(e["CallerIDNum"] == "000*101" and e["CallFlow"] == "out" for e in evs)
+    assert evs[0]["CalledNumber"] == "+79817654321"
+    # consumers match the callback API's answer against the events, as with Telphin
+    assert all(e["CallID"] == answer["call_id"] == e["CallBackID"] for e in evs)
+    assert all(e["CallAPIID"] == answer["call_api_id"] and e["CallAPIID"].startswith("cb-") for e in evs)
     assert evs[-1]["CallStatus"] == "ANSWER"
 
 
