@@ -1,0 +1,184 @@
+"""The translator's state and the lookups every rule uses: channels and calls by id,
+channel variables, Local channel pairs, and who the party on a channel is."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bridge.translate.model import UNKNOWN_CID, Call, Channel
+from bridge.translate.parties import Directory, Party
+
+if TYPE_CHECKING:
+    from bridge.ami.message import Message
+    from bridge.config import Config, Extension
+
+_VARS, _DEST_VARS = "ChanVariable", "DestChanVariable"
+
+
+def _unkeyed(span: str, key: str) -> str:
+    """Raw ``Key: NAME=value`` lines with the key taken out (what two keys' lines share)."""
+    return span.replace("\n" + key + ":", "\n:")
+
+
+class State:
+    """Channels and calls in progress (all dropped when a call ends), and the PBX's
+    configuration as the rules look it up."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._dir = Directory(config)
+        self._phones = self._dir.phones
+        self._by_number = self._dir.by_number
+        self._trunks = self._dir.trunks
+        self._queues = {e.queue: e for e in config.extensions if e.type == "queue" and e.queue}
+        self._ivrs = {e.context: e for e in config.extensions if e.type == "ivr" and e.context}
+        self._mailboxes = {e.mailbox: e for e in config.extensions if e.type == "phone" and e.mailbox}
+        v = config.variables
+        self._var_names = {
+            v.tag: "Tag",
+            v.callback_id: "CallBackID",
+            v.diversion: "Diversion",
+            v.client_api_id: "ClientApiID",
+            v.recording_id: "RecID",
+            v.forwarded_from: "forwarded_from",
+            v.did: "CalledDID",
+        }
+        #: the variable behind each field (the first one, should two names share a field)
+        self._var_of: dict[str, str] = {}
+        for name, field_name in self._var_names.items():
+            self._var_of.setdefault(field_name, name)
+        self.channels: dict[str, Channel] = {}
+        self.calls: dict[str, Call] = {}
+        #: Uniqueid of each live Local channel by name, to find a pair's other half
+        self._local_uids: dict[str, str] = {}
+        self._last_ts = 0
+        self.problems: list[str] = []
+
+    # ---- channels and their variables ------------------------------------------------
+
+    def _chan(self, msg: Message, prefix: str = "") -> Channel | None:
+        """The tracked channel an event names (``prefix`` "Dest" for its second channel),
+        its variables brought up to date from the event."""
+        uid = msg.get(prefix + "Uniqueid")
+        if not uid:
+            return None
+        chan = self.channels.get(uid)
+        if chan is not None:
+            self._absorb_from(chan, msg, prefix)
+        return chan
+
+    def _absorb_from(self, chan: Channel, msg: Message, prefix: str = "") -> None:
+        # Every event repeats the channel's variables, and they rarely change. Events with
+        # two channels show this one's as DestChanVariable: the lines last seen under each
+        # key are kept, and lines that differ from the other key's only in the key are the
+        # values absorbed last (kept lines are never older than that), not read again.
+        if prefix:
+            key, other_key, seen, other = _DEST_VARS, _VARS, chan.dest_vars_span, chan.vars_span
+        else:
+            key, other_key, seen, other = _VARS, _DEST_VARS, chan.vars_span, chan.dest_vars_span
+        if msg.unchanged(key, seen):
+            return
+        span = msg.span(key)
+        same = bool(other) and _unkeyed(span, key) == _unkeyed(other, other_key)
+        if not same:
+            other = ""  # new values: the other key's lines are read again when next seen
+        if prefix:
+            chan.dest_vars_span, chan.vars_span = span, other
+        else:
+            chan.vars_span, chan.dest_vars_span = span, other
+        if same:
+            return
+        lines = span.count("\n") - 1
+        if span.count("=\r\n") == lines and span.count("=") == lines:
+            return  # every one "NAME=" (CRLF): nothing set yet, nothing to read
+        self._absorb_vars(chan, msg.get_all(key, span))
+
+    def _absorb_vars(self, chan: Channel, pairs: list[str]) -> None:
+        for pair in pairs:
+            name, _, value = pair.partition("=")
+            if value:
+                chan.vars[name] = value
+                chan.call.vars.setdefault(name, value)
+
+    def _set_var(self, chan: Channel, name: str, value: str) -> None:
+        name = name.lstrip("_")
+        if value:
+            chan.vars[name] = value
+            chan.call.vars.setdefault(name, value)
+
+    def _var(self, chan: Channel, field_name: str) -> str | None:
+        """The value of the variable behind an event field (``CallBackID``...), if set."""
+        name = self._var_of.get(field_name)
+        if name is None:
+            return None
+        return chan.vars.get(name) or chan.call.vars.get(name) or None
+
+    def _set_cid(self, chan: Channel, msg: Message, prefix: str) -> None:
+        num = msg.get(prefix + "CallerIDNum", "")
+        name = msg.get(prefix + "CallerIDName", "")
+        if num not in UNKNOWN_CID:
+            chan.cid_num = num
+        if name not in UNKNOWN_CID:
+            chan.cid_name = name
+
+    # ---- Local channel pairs ------------------------------------------------------------
+
+    def _partner(self, chan: Channel) -> Channel | None:
+        """The other half of a Local channel pair."""
+        if not chan.is_local or len(chan.name) < 2:
+            return None
+        other = chan.name[:-1] + ("1" if chan.name.endswith("2") else "2")
+        uid = self._local_uids.get(other)
+        return self.channels.get(uid) if uid else None
+
+    def _origin(self, chan: Channel | None) -> Channel | None:
+        """The real channel behind a dialing one, following Local pairs back to their dialer."""
+        seen = 0
+        while chan is not None and chan.is_local and seen < 16:
+            seen += 1
+            partner = self._partner(chan)
+            if partner is None or partner.dialed_by is None:
+                return chan
+            chan = self.channels.get(partner.dialed_by)
+        return chan
+
+    def _drop(self, chan: Channel) -> None:
+        """Forget a channel that hung up, and its call once no channel of it is left."""
+        self.channels.pop(chan.uid, None)
+        if self._local_uids.get(chan.name) == chan.uid:
+            del self._local_uids[chan.name]
+        call = chan.call
+        call.live.discard(chan.uid)
+        if not call.live:
+            self.calls.pop(call.linkedid, None)
+
+    # ---- who is who ---------------------------------------------------------------------
+
+    def _number_ext(self, number: str | None) -> Extension | None:
+        """The extension a number dialed inside the PBX reaches, if any."""
+        return self._by_number.get(number) if number else None
+
+    def _party(self, chan: Channel, shown: Channel | None = None) -> Party:
+        """Who is on ``chan``: a phone by its extended number and display name; an outside
+        party by its number as received (a trunk leg the PBX dialed: the number dialed);
+        anything else (a Local channel...) by its caller id, which names a phone if it is
+        one's number. ``shown``: the channel whose caller id the dialplan last set (the
+        one dialing, when ``chan`` is the real caller behind Local channels)."""
+        ext = self._phones.get(chan.endpoint or "")
+        if ext is not None:
+            return self._dir.phone(ext, chan.own_cid_name or chan.cid_name)
+        src = shown or chan
+        num, name = src.cid_num or chan.cid_num, src.cid_name or chan.cid_name
+        if chan.endpoint in self._trunks:
+            if chan.dialed_by is not None:
+                num = chan.dial_string.split("@", 1)[0] or chan.dialed or num
+            return Party(num, name, None)
+        return self._dir.internal(num, name)
+
+    @staticmethod
+    def _via(chan: Channel) -> Extension | None:
+        """The IVR or queue the call on ``chan`` is in now (the latest one still open)."""
+        for comp in reversed(chan.comps):
+            if comp.kind in ("ivr", "queue-in") and not comp.ended:
+                return comp.ext
+        return None
