@@ -19,6 +19,44 @@ class ConfigError(Exception):
     """The configuration file cannot be used; the message says where and why."""
 
 
+#: channel technologies as Asterisk spells them in channel names
+TECHNOLOGIES = {
+    t.upper(): t for t in ("PJSIP", "SIP", "IAX2", "DAHDI", "Skinny", "MGCP", "UNISTIM", "Console")
+}
+
+
+def device(endpoint: str) -> str:
+    """A phone's or trunk's device as its channels name it, ``TECH/name``: a bare name
+    is a PJSIP endpoint (``101`` -> ``PJSIP/101``), a technology is spelt as Asterisk
+    does (``sip/150010001`` -> ``SIP/150010001``)."""
+    tech, sep, name = endpoint.partition("/")
+    if not sep:
+        return f"PJSIP/{endpoint}"
+    return f"{TECHNOLOGIES.get(tech.upper(), tech)}/{name}"
+
+
+def dial_through(trunk: str, number: str) -> str:
+    """The Dial/Originate channel that calls ``number`` through a trunk device:
+    ``PJSIP/<number>@<endpoint>``, ``SIP/<peer>/<number>``, ``IAX2/<peer>/<number>``,
+    ``DAHDI/<group>/<number>``."""
+    tech, _, name = trunk.partition("/")
+    if tech == "PJSIP":
+        return f"PJSIP/{number}@{name}"
+    return f"{trunk}/{number}"
+
+
+def _device_ok(endpoint: str) -> str:
+    """Check an ``endpoint``/``trunks`` entry: ``name`` or ``TECH/name``."""
+    tech, sep, name = endpoint.partition("/")
+    if not endpoint.strip() or endpoint != endpoint.strip() or any(c.isspace() for c in endpoint):
+        raise ValueError(f"{endpoint!r} must be a device name without spaces, e.g. 101 or SIP/150010001")
+    if sep and (not tech or not name or "/" in name):
+        raise ValueError(f"{endpoint!r} must be 'name' (a PJSIP endpoint) or 'TECH/name', e.g. SIP/150010001")
+    if sep and tech.upper() == "LOCAL":
+        raise ValueError(f"{endpoint!r}: a Local channel is no device; name the phone's own endpoint")
+    return endpoint
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -51,7 +89,14 @@ class Extension(_Strict):
         need = {"phone": "endpoint", "queue": "queue", "ivr": "context"}[self.type]
         if not getattr(self, need):
             raise ValueError(f"an extension of type {self.type!r} needs {need!r}")
+        if self.endpoint is not None:
+            _device_ok(self.endpoint)
         return self
+
+    @property
+    def device(self) -> str | None:
+        """The phone's device as its channels name it (``PJSIP/101``, ``SIP/150010001``)."""
+        return device(self.endpoint) if self.endpoint else None
 
     @property
     def short(self) -> str:
@@ -249,19 +294,29 @@ class Config(_Strict):
                 return ext
         return None
 
+    @property
+    def trunk_devices(self) -> list[str]:
+        """The trunks as their channels name them (``PJSIP/trunk``, ``SIP/voipgrid``)."""
+        return [device(t) for t in self.trunks]
+
     @model_validator(mode="after")
     def _unique(self) -> Config:
         seen: dict[tuple[str, str], int] = {}
         for i, ext in enumerate(self.extensions):
             for key in (("id", str(ext.id)), ("name", ext.name)) + (
-                (("endpoint", ext.endpoint),) if ext.endpoint else ()
+                (("endpoint", ext.device),) if ext.device else ()
             ):
                 if key in seen:
                     raise ValueError(
                         f"extensions[{i}] has the same {key[0]} {key[1]!r} as extensions[{seen[key]}]"
                     )
                 seen[key] = i
-        clash = {e.endpoint for e in self.extensions if e.endpoint} & set(self.trunks)
+        for i, trunk in enumerate(self.trunks):
+            try:
+                _device_ok(trunk)
+            except ValueError as err:
+                raise ValueError(f"trunks[{i}]: {err}") from err
+        clash = {e.device for e in self.extensions if e.device} & set(self.trunk_devices)
         if clash:
             raise ValueError(f"endpoint(s) {sorted(clash)} are listed both as phones and as trunks")
         return self

@@ -24,6 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge.api import CONFIG_KEY, TOKEN_KEY, ApiError, _body, _extension_id
+from bridge.config import dial_through
 from bridge.translate import Translator
 
 ActionSender = Callable[[dict[str, Any]], Awaitable[dict[str, str]]]
@@ -81,10 +82,10 @@ async def callback(request: web.Request) -> web.Response:
     # the owner by its short number (what Telphin's src_num takes) or its extended number
     phone = next((e for e in config.extensions if e.type == "phone" and first in (e.short, e.extended)),
                  None)  # fmt: skip
-    if phone is not None and phone.endpoint:
-        channel = f"PJSIP/{phone.endpoint}"
+    if phone is not None and phone.device:
+        channel = phone.device
     elif config.trunks:
-        channel = f"PJSIP/{first}@{config.trunks[0]}"
+        channel = dial_through(config.trunk_devices[0], first)
     else:
         raise ApiError(
             400, "invalid_request", f"{first} is no phone of the PBX and no trunk is configured", "src_num"

@@ -1,10 +1,12 @@
 """``ami-bridge doctor``: check that Asterisk gives the bridge what it needs, say how to fix it.
 
 Checks, in order: AMI reachable; login accepted; events come back to us (read=user)
-carrying ``Timestamp`` (``timestampevents = yes``); every configured PJSIP endpoint and
-trunk exists; every configured queue exists; every IVR context exists (needs
-write=reporting, else a warning); with ``--watch SECONDS``, live traffic is observed to
-confirm read=call/dialplan and the configured ``channelvars``.
+carrying ``Timestamp`` (``timestampevents = yes``; without it a warning says what is
+lost); every configured phone and trunk device exists (PJSIP endpoints and chan_sip
+peers are asked for; other technologies are named as not checked); every configured
+queue exists; every IVR context exists (needs write=reporting, else a warning); with
+``--watch SECONDS``, live traffic is observed to confirm read=call/dialplan and the
+configured ``channelvars``.
 """
 
 from __future__ import annotations
@@ -83,16 +85,15 @@ async def _diagnose(config: Config, source: AmiSource, rep: Report, watch: float
             rep.add("FAIL", "our test UserEvent never came back. Fix: manager.conf read= must include "
                             "user,call,dialplan,agent,system,originate for the bridge's user.")  # fmt: skip
         elif not seen.msg.get("Timestamp"):
-            rep.add("FAIL", "events carry no Timestamp. Fix: manager.conf [general] timestampevents = yes, "
-                            "then 'manager reload'.")  # fmt: skip
+            rep.add("WARN", NO_TIMESTAMP)
         else:
             rep.add("OK", "events come back with Timestamp (timestampevents = yes, read=user)")
 
     for ext in config.extensions:
-        if ext.type == "phone" and ext.endpoint:
-            await _endpoint(source, rep, ext.endpoint, f"extension {ext.id}")
-    for trunk in config.trunks:
-        await _endpoint(source, rep, trunk, "trunk")
+        if ext.type == "phone" and ext.device:
+            await _device(source, rep, ext.device, f"extension {ext.id}")
+    for trunk in config.trunk_devices:
+        await _device(source, rep, trunk, "trunk")
     for ext in config.extensions:
         if ext.type == "queue" and ext.queue:
             await _queue(source, rep, ext.queue, ext.id)
@@ -106,16 +107,41 @@ async def _diagnose(config: Config, source: AmiSource, rep: Report, watch: float
     return rep
 
 
-async def _endpoint(source: AmiSource, rep: Report, endpoint: str, what: str) -> None:
+#: how each technology's device is looked up: (action, its argument, what it is, where it is defined)
+_LOOKUPS = {
+    "PJSIP": ("PJSIPShowEndpoint", "Endpoint", "PJSIP endpoint", "pjsip.conf"),
+    "SIP": ("SIPshowpeer", "Peer", "chan_sip peer", "sip.conf"),
+}
+
+NO_TIMESTAMP = (
+    "events carry no Timestamp (Asterisk's default). The bridge works, but EventTime is then the "
+    "time it received each event: late by the network and its own queueing (milliseconds; seconds "
+    "after an AMI outage, whose resync closes calls at the resync time anyway), and a recording "
+    "made with 'ami-bridge record' replays with the recording's receive times instead of Asterisk's. "
+    "Fix: manager.conf [general] timestampevents = yes, then 'manager reload'."
+)
+
+
+async def _device(source: AmiSource, rep: Report, device: str, what: str) -> None:
+    tech, _, name = device.partition("/")
+    lookup = _LOOKUPS.get(tech)
+    if lookup is None:
+        rep.add("INFO", f"{device} ({what}): {tech} devices are not checked; make sure it exists")
+        return
+    action, arg, kind, where = lookup
     try:
-        await source.action({"Action": "PJSIPShowEndpoint", "Endpoint": endpoint})
-        rep.add("OK", f"PJSIP endpoint {endpoint} ({what}) exists")
+        await source.action({"Action": action, arg: name})
+        rep.add("OK", f"{kind} {name} ({what}) exists")
     except ActionError as err:
         if "Permission" in str(err):
-            rep.add("WARN", f"cannot check PJSIP endpoint {endpoint}: {err}. Grant read=system to check.")
+            rep.add("WARN", f"cannot check {kind} {name}: {err}. Grant read=system to check.")
+        elif "unknown command" in str(err).lower():
+            rep.add("FAIL", f"{device} ({what}): this Asterisk has no {tech} ({err}: the module is not "
+                            f"loaded, or gone, as chan_sip is from Asterisk 21). Fix: the endpoint's "
+                            f"technology in the bridge's config (a bare name means PJSIP).")  # fmt: skip
         else:
-            rep.add("FAIL", f"PJSIP endpoint {endpoint} ({what}) does not exist ({err}). Fix: add it to "
-                            "pjsip.conf, or correct the endpoint in the bridge's config.")  # fmt: skip
+            rep.add("FAIL", f"{kind} {name} ({what}) does not exist ({err}). Fix: add it to "
+                            f"{where}, or correct the endpoint in the bridge's config.")  # fmt: skip
 
 
 async def _queue(source: AmiSource, rep: Report, queue: str, ext_id: int) -> None:

@@ -55,6 +55,16 @@ def test_lab_config_is_valid() -> None:
         (GOOD_AMI + "api: {tokens: [{token: short}]}", "api.tokens[0].token"),
         (GOOD_AMI + "api: {listen: nowhere}", "api: listen must be 'host:port'"),
         (GOOD_AMI + "api: {listen: '127.0.0.1:²'}", "api: listen must be 'host:port'"),
+        (GOOD_AMI + "extensions: [{id: 1, name: a, type: phone, endpoint: 'SIP/'}]", "extensions[0]: 'SIP/' must be 'name' (a PJSIP endpoint) or 'TECH/name'"),
+        (GOOD_AMI + "extensions: [{id: 1, name: a, type: phone, endpoint: 'SIP/a/b'}]", "extensions[0]: 'SIP/a/b' must be 'name'"),
+        (GOOD_AMI + "extensions: [{id: 1, name: a, type: phone, endpoint: '1 0'}]", "extensions[0]: '1 0' must be a device name without spaces"),
+        (GOOD_AMI + "extensions: [{id: 1, name: a, type: phone, endpoint: 'Local/101@from-internal'}]", "a Local channel is no device"),
+        (GOOD_AMI + "trunks: ['SIP/']", "trunks[0]: 'SIP/' must be 'name'"),
+        (
+            GOOD_AMI + "extensions: [{id: 1, name: a, type: phone, endpoint: '101'}, {id: 2, name: b, type: phone, endpoint: 'pjsip/101'}]",
+            "extensions[1] has the same endpoint 'PJSIP/101' as extensions[0]",
+        ),
+        (GOOD_AMI + "extensions: [{id: 1, name: a, type: phone, endpoint: 'SIP/gw'}]\ntrunks: [sip/gw]", "['SIP/gw'] are listed both as phones and as trunks"),
     ],
 )  # fmt: skip
 def test_mistakes_are_reported_with_their_key_path(text: str, expected: str) -> None:
@@ -63,6 +73,20 @@ def test_mistakes_are_reported_with_their_key_path(text: str, expected: str) -> 
         parse_config(text, "test.yaml")
     assert expected in str(err.value)
     assert str(err.value).startswith("test.yaml")
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "device"),
+    [("101", "PJSIP/101"), ("PJSIP/101", "PJSIP/101"), ("sip/150010001", "SIP/150010001"),
+     ("SIP/voip-gw-1", "SIP/voip-gw-1"), ("iax2/office", "IAX2/office"), ("DAHDI/i1", "DAHDI/i1")],
+)  # fmt: skip
+def test_endpoints_name_their_technology(endpoint: str, device: str) -> None:
+    """A bare endpoint is PJSIP (old configs keep working); a TECH/ prefix names another
+    technology, spelt as Asterisk spells it in channel names."""
+    config = parse_config(GOOD_AMI + f"extensions: [{{id: 1, name: a, type: phone, endpoint: '{endpoint}'}}]\n"
+                          f"trunks: ['{endpoint}-trunk']")  # fmt: skip
+    assert config.extensions[0].device == device
+    assert config.trunk_devices == [device + "-trunk"]
 
 
 def test_check_config_cli_exit_codes(tmp_path: Path) -> None:

@@ -81,6 +81,34 @@ async def test_callback_owner_may_be_named_by_its_extended_number(env: Any) -> N
     assert resp.status == 201 and sent[0]["Channel"] == "PJSIP/101"
 
 
+async def test_callback_rings_chan_sip_phones_and_trunks_their_own_way(tmp_path: Path) -> None:
+    """An owner on chan_sip is rung as SIP/<peer>; an outside number through a chan_sip
+    trunk as SIP/<peer>/<number>."""
+    config = parse_config(f"""
+ami: {{username: bridge, secret: s}}
+extensions:
+  - {{id: 1101, name: "000*101@pbx.example", type: phone, endpoint: "SIP/150010001"}}
+trunks: [SIP/voipgrid-siproute]
+api: {{tokens: [{{token: {ADMIN}}}]}}
+""")
+    sent: list[dict[str, Any]] = []
+
+    async def sender(fields: dict[str, Any]) -> dict[str, str]:
+        sent.append(fields)
+        return {"Response": "Success"}
+
+    store = Store(tmp_path / "s.db")
+    app = make_app(config, store)
+    app[ACTIONS_KEY] = sender
+    async with TestClient(TestServer(app)) as client:
+        for src in ("101", "+74950001122"):
+            resp = await client.post("/extension/1101/callback/", json={"src_num": [src], "dst_num": "102"},
+                                     headers=AUTH)  # fmt: skip
+            assert resp.status == 201
+    store.close()
+    assert [a["Channel"] for a in sent] == ["SIP/150010001", "SIP/voipgrid-siproute/+74950001122"]
+
+
 async def test_callback_from_an_outside_number_goes_through_the_trunk(env: Any) -> None:
     """A src_num that is no phone of the PBX is rung through the first trunk."""
     client, sent, _ = env

@@ -47,6 +47,24 @@ async def test_doctor_names_missing_objects_and_the_fix() -> None:
 
 
 @pytest.mark.usefixtures("lab")
+async def test_doctor_checks_each_technology_its_own_way() -> None:
+    """A chan_sip peer is asked for with SIPshowpeer (Asterisk 22 has no chan_sip: a FAIL
+    that says so); a technology the doctor cannot ask about is named, not failed."""
+    text = (FIXTURES / "lab.yaml").read_text().replace('endpoint: "105"', 'endpoint: "SIP/105"')
+    text = text.replace('endpoint: "104"', 'endpoint: "IAX2/office"')
+    report = await diagnose(parse_config(text))
+    fails = [t for level, t in report.lines if level == "FAIL"]
+    assert len(fails) == 1 and fails[0].startswith("SIP/105 (extension 1105): this Asterisk has no SIP"), (
+        fails
+    )
+    assert (
+        "INFO",
+        "IAX2/office (extension 1104): IAX2 devices are not checked; make sure it exists",
+    ) in report.lines
+    assert ("OK", "PJSIP endpoint 101 (extension 1101) exists") in report.lines
+
+
+@pytest.mark.usefixtures("lab")
 async def test_doctor_reports_a_refused_login() -> None:
     """A wrong secret is one FAIL line that says where to look."""
     text = (FIXTURES / "lab.yaml").read_text().replace("secret: lab-secret", "secret: wrong")
