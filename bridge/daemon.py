@@ -42,6 +42,7 @@ from bridge.observability import add_routes as add_observability
 from bridge.sdnotify import Notifier, watchdog_loop
 from bridge.store import Store, StoreError
 from bridge.translate import Emitted, Translator
+from bridge.translate.translator import PENDING_WAIT_US
 from bridge.voicemail import enrich as enrich_voicemail
 
 log = logging.getLogger("bridge.daemon")
@@ -77,7 +78,16 @@ class Daemon:
         loop = asyncio.get_running_loop()
         while True:
             # (nothing is taken before the waits: a stop while waiting leaves it queued)
-            await source.wait()
+            if translator.waiting:
+                # hangups wait for what Asterisk may send after a Hangup; on a quiet PBX
+                # no later message lets them go, so a timer does
+                try:
+                    await asyncio.wait_for(source.wait(), PENDING_WAIT_US / 1_000_000)
+                except TimeoutError:
+                    self._deliver(translator.flush(), store, dispatcher, mirror, hub)
+                    continue
+            else:
+                await source.wait()
             wait = self._last_commit + COMMIT_INTERVAL - loop.time()
             if wait > 0 and source.queued < BATCH:
                 await asyncio.sleep(wait)
@@ -122,6 +132,7 @@ class Daemon:
         for item in source.take(source.queued):
             if not isinstance(item, SourceItem):
                 events += self._translate(translator.feed, item, now_us)
+        events += translator.flush()  # nothing more will come
         try:
             self._deliver(events, store, dispatcher, mirror, hub)
         except StoreError as err:

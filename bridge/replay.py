@@ -27,6 +27,7 @@ def replay_bytes(translator: Translator, chunks: Iterable[bytes]) -> Iterator[Em
         msg = parse(tail)
         msg.truncated = True
         translator.problems.append(f"truncated last message ignored: {tail[:60]!r}")
+    yield from translator.flush()  # the stream ends: nothing more will come
 
 
 def replay_files(config: Config, paths: Iterable[Path]) -> Iterator[Emitted]:

@@ -460,6 +460,243 @@ async def overlapping_calls(lab: Lab) -> None:
     await first
 
 
+@scenario
+async def ring_group_answered(lab: Lab) -> None:
+    """101 calls 600, the ring group Dial(PJSIP/102&PJSIP/103): both ring; 103 answers
+    after 2 s (102 is cancelled); 101 hangs up after 3 s of talk."""
+    await lab.phone("102", "ring")
+    await lab.phone("103", ring_ms=2000)
+    await lab.call("101", "Anna", "600", hold_ms=3000)
+
+
+@scenario
+async def ring_group_noanswer(lab: Lab) -> None:
+    """101 calls the ring group 600; 102 and 103 ring and nobody answers: Dial gives up
+    after its 10 s timeout (NOANSWER)."""
+    await lab.phone("102", "ring")
+    await lab.phone("103", "ring")
+    await lab.call("101", "Anna", "600")
+
+
+@scenario
+async def ring_group_local(lab: Lab) -> None:
+    """101 calls 601, the ring group of Local channels (Local/104@rg-member/n &
+    Local/105@rg-member/n): both phones ring; 105 answers after 2 s; 101 hangs up after
+    3 s of talk."""
+    await lab.phone("104", "ring")
+    await lab.phone("105", ring_ms=2000)
+    await lab.call("101", "Anna", "601", hold_ms=3000)
+
+
+@scenario
+async def ring_group_from_did(lab: Lab) -> None:
+    """+74957654321 calls DID 74951230006, routed to the ring group 600: 102 answers after
+    1 s, 103 is cancelled; the caller hangs up after 3 s of talk."""
+    await lab.phone("102", ring_ms=1000)
+    await lab.phone("103", "ring")
+    await lab.inbound("+74957654321", "74951230006", hold_ms=3000)
+
+
+@scenario
+async def followme_external(lab: Lab) -> None:
+    """104 follows me to +79161234567 (AstDB FM/104): 101 calls 104; the dialplan rings
+    PJSIP/104 and, through Local/…@outbound, the mobile at once (FORWARDED_FROM=104);
+    104 only rings, the mobile (the carrier) answers after 1 s; 101 hangs up after 3 s."""
+    await lab.db("FM", "104", EXTERNAL)
+    await lab.phone("104", "ring")
+    await lab.carrier(ring_ms=1000)
+    await lab.call("101", "Anna", "104", hold_ms=3000)
+
+
+@scenario
+async def pickup_directed(lab: Lab) -> None:
+    """101 calls 102, which rings; after 2 s 103 dials **102 (Pickup(102@PICKUPMARK)) and
+    takes the call: 102 stops ringing, 101 talks to 103; 103 hangs up after 3 s."""
+    await lab.phone("102", "ring")
+    placed = asyncio.ensure_future(lab.call("101", "Anna", "102", hold_ms=None))
+    await lab.channel("PJSIP/102-")
+    await asyncio.sleep(2.0)
+    await lab.call("103", "Clara", "**102", hold_ms=3000)
+    await placed
+
+
+@scenario
+async def pickup_group(lab: Lab) -> None:
+    """101 calls 102, which rings; after 2 s 103 dials *8 (group pickup: every phone is in
+    pickup group "lab") and takes the call; 103 hangs up after 3 s."""
+    await lab.phone("102", "ring")
+    placed = asyncio.ensure_future(lab.call("101", "Anna", "102", hold_ms=None))
+    await lab.channel("PJSIP/102-")
+    await asyncio.sleep(2.0)
+    await lab.call("103", "Clara", "*8", hold_ms=3000)
+    await placed
+
+
+@scenario
+async def park_retrieve(lab: Lab) -> None:
+    """101 calls 102; 102 answers after 1 s; 2 s later 102 parks 101 (AMI BlindTransfer
+    of 102's channel to 700: 101 waits in slot 701, 102 is hung up); 2 s later 103 dials
+    701 and takes the call; 103 hangs up after 3 s."""
+    await lab.phone("102", ring_ms=1000)
+    placed = asyncio.ensure_future(lab.call("101", "Anna", "102", hold_ms=None))
+    await lab.channel("PJSIP/102-")
+    await asyncio.sleep(3.0)
+    await lab.action(Action="BlindTransfer", Channel=await lab.channel("PJSIP/102-"), Context="phones",
+                     Exten="700")  # fmt: skip
+    await asyncio.sleep(2.0)
+    await lab.call("103", "Clara", "701", hold_ms=3000)
+    await placed
+
+
+@scenario
+async def park_timeout(lab: Lab) -> None:
+    """101 calls 102; 102 answers after 1 s; 2 s later 102 parks 101 (blind transfer to
+    700); nobody takes it: after the lot's 5 s the call comes back to 102, which answers
+    after 1 s and hangs up after 2 s."""
+    await lab.phone("102", ring_ms=1000, hold_ms=5000)
+    placed = asyncio.ensure_future(lab.call("101", "Anna", "102", hold_ms=None))
+    await lab.channel("PJSIP/102-")
+    await asyncio.sleep(3.0)
+    await lab.action(Action="BlindTransfer", Channel=await lab.channel("PJSIP/102-"), Context="phones",
+                     Exten="700")  # fmt: skip
+    await placed
+
+
+@scenario
+async def conference(lab: Lab) -> None:
+    """101, 102 and 103 dial 800, the ConfBridge room, 1 s apart; they leave after 6, 4
+    and 2 s in the room."""
+    first = asyncio.ensure_future(lab.call("101", "Anna", "800", hold_ms=6000))
+    await asyncio.sleep(1.0)
+    second = asyncio.ensure_future(lab.call("102", "Boris", "800", hold_ms=4000))
+    await asyncio.sleep(1.0)
+    await lab.call("103", "Clara", "800", hold_ms=2000)
+    await second
+    await first
+
+
+@scenario
+async def call_waiting(lab: Lab) -> None:
+    """101 calls 102, which answers after 1 s and talks for 6 s; 2 s into that call 103
+    calls 102 too: the second call rings (call waiting) and is not answered; 103 gives
+    up after 2 s."""
+    await lab.phone("102", ring_ms=1000, hold_ms=6000, ring_from="103")
+    first = asyncio.ensure_future(lab.call("101", "Anna", "102", hold_ms=None))
+    await lab.channel("PJSIP/102-")
+    await asyncio.sleep(3.0)
+    await lab.call("103", "Clara", "102", cancel_ms=2000)
+    await first
+
+
+@scenario
+async def transfer_chain(lab: Lab) -> None:
+    """+74957654321 calls DID 74951230006, the ring group 600; 102 answers after 1 s (103
+    is cancelled); 2 s later AMI BlindTransfer of 102's channel sends the caller to 601,
+    the ring group of Local channels; 104 answers after 1 s (105 is cancelled); 2 s
+    later AMI Atxfer of 104's channel consults 102 (after the "transfer" prompt), which
+    answers after 1 s; 1.5 s later 104 hangs up, completing the transfer: the caller talks
+    to 102 until it hangs up 3 s later."""
+    await lab.phone("102", ring_ms=1000)
+    await lab.phone("103", "ring")
+    await lab.phone("104", ring_ms=1000)
+    await lab.phone("105", "ring")
+    placed = asyncio.ensure_future(lab.inbound("+74957654321", "74951230006", hold_ms=None))
+    await lab.channel("PJSIP/102-")
+    await asyncio.sleep(3.0)
+    await lab.action(Action="BlindTransfer", Channel=await lab.channel("PJSIP/102-"), Context="phones",
+                     Exten="601")  # fmt: skip
+    await lab.channel("PJSIP/104-")
+    await asyncio.sleep(3.0)
+    agent = await lab.channel("PJSIP/104-")
+    await lab.action(Action="Atxfer", Channel=agent, Context="phones", Exten="102")
+    await lab.channel("PJSIP/102-")  # after the "transfer" prompt
+    await asyncio.sleep(2.5)
+    await lab.action(Action="Hangup", Channel=agent)
+    await asyncio.sleep(3.0)
+    await lab.action(Action="Hangup", Channel=await lab.channel("PJSIP/102-"))
+    await placed
+
+
+@scenario
+async def attended_transfer_external(lab: Lab) -> None:
+    """101 calls 102; 102 answers after 1 s; 2 s later AMI Atxfer of 101's channel
+    consults +79161234567 through the trunk; the carrier answers after 1 s; 2 s later
+    101 hangs up, completing the transfer: 102 talks to the outside number until it
+    hangs up 3 s later."""
+    await lab.phone("102", ring_ms=1000, hold_ms=None)
+    await lab.carrier(ring_ms=1000, hold_ms=None)
+    placed = asyncio.ensure_future(lab.call("101", "Anna", "102", hold_ms=None))
+    await lab.channel("PJSIP/102-")
+    await asyncio.sleep(3.0)
+    first = await lab.channel("PJSIP/101-")
+    await lab.action(Action="Atxfer", Channel=first, Context="phones", Exten=EXTERNAL)
+    await lab.channel("PJSIP/trunk-")
+    await asyncio.sleep(3.0)
+    await lab.action(Action="Hangup", Channel=first)
+    await asyncio.sleep(3.0)
+    await lab.action(Action="Hangup", Channel=await lab.channel("PJSIP/102-"))
+    await placed
+
+
+@scenario
+async def attended_transfer_blonde(lab: Lab) -> None:
+    """101 calls 102; 102 answers after 1 s; 2 s later AMI Atxfer of 101's channel
+    consults 103, which rings; 101 hangs up before 103 answers (a "blonde" transfer): 103
+    answers 2 s after it started ringing and talks to 102 until it hangs up after 3 s."""
+    await lab.phone("102", ring_ms=1000, hold_ms=None)
+    await lab.phone("103", ring_ms=2000, hold_ms=3000)
+    placed = asyncio.ensure_future(lab.call("101", "Anna", "102", hold_ms=None))
+    await lab.channel("PJSIP/102-")
+    await asyncio.sleep(3.0)
+    first = await lab.channel("PJSIP/101-")
+    await lab.action(Action="Atxfer", Channel=first, Context="phones", Exten="103")
+    await lab.channel("PJSIP/103-")
+    await asyncio.sleep(0.5)
+    await lab.action(Action="Hangup", Channel=first)
+    await placed
+
+
+@scenario
+async def callback_destination_busy(lab: Lab) -> None:
+    """AMI Originate on behalf of 101 to +79817654321 (__CALLBACKID=cb-0004): 101 answers
+    after 1 s; the destination (the carrier) answers 486 Busy after 1 s."""
+    await lab.phone("101", ring_ms=1000)
+    await lab.carrier("busy", ring_ms=1000)
+    await lab.callback("101", "+79817654321", "cb-0004", "campaign-7", timeout_ms=15000)
+    await asyncio.sleep(4.0)
+
+
+@scenario
+async def callback_destination_unreachable(lab: Lab) -> None:
+    """AMI Originate on behalf of 101 to +79817654321 (__CALLBACKID=cb-0005): 101 answers
+    after 1 s; the destination cannot be reached (the carrier answers 404 Not Found after
+    1 s: no such number)."""
+    await lab.phone("101", ring_ms=1000)
+    await lab.carrier("notfound", ring_ms=1000)
+    await lab.callback("101", "+79817654321", "cb-0005", "campaign-7", timeout_ms=15000)
+    await asyncio.sleep(4.0)
+
+
+@scenario
+async def voicemail_busy(lab: Lab) -> None:
+    """Voicemail for 102 (AstDB VM/102=1), which is busy: 101 calls 102, 102 answers 486
+    after 1 s; VoiceMail(102@default,b) answers with the busy greeting, 101 speaks (audio,
+    after the greeting) and hangs up after 12 s: one message is left in 102's INBOX."""
+    await lab.db("VM", "102", "1")
+    await lab.phone("102", "busy", ring_ms=1000)
+    await lab.call("101", "Anna", "102", hold_ms=12000, audio=True, audio_after_ms=5000)
+
+
+@scenario
+async def voicemail_unregistered(lab: Lab) -> None:
+    """Voicemail for 106 (AstDB VM/106=1), a phone with no contact: 101 calls 106, Dial
+    fails at once (CHANUNAVAIL); VoiceMail(106@default,u) answers with the unavailable
+    greeting, 101 speaks (audio, after the greeting) and hangs up after 12 s: one message
+    is left in 106's INBOX."""
+    await lab.db("VM", "106", "1")
+    await lab.call("101", "Anna", "106", hold_ms=12000, audio=True, audio_after_ms=5000)
+
+
 # ---- recording -----------------------------------------------------------------------
 
 
@@ -532,7 +769,7 @@ async def record_one(name: str, out_dir: Path) -> Path:
     else:
         raise ScenarioError("lab AMI user could not log in: is the lab up? (lab/lab.sh up)")
     # fresh per-phone switches for every scenario
-    for family in ("CF", "VM"):
+    for family in ("CF", "FM", "VM"):
         await ami.send_action({"Action": "DBDelTree", "Family": family})
     path = out_dir / f"{name}.ami"
     tmp = path.with_suffix(".ami.tmp")

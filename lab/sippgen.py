@@ -104,27 +104,50 @@ def _scenario(name: str, me: str, body: str) -> str:
 
 
 def uas(
-    me: str, action: str = "answer", ring_ms: int = 1000, hold_ms: int | None = None, audio: bool = False
+    me: str,
+    action: str = "answer",
+    ring_ms: int = 1000,
+    hold_ms: int | None = None,
+    audio: bool = False,
+    ring_from: str | None = None,
 ) -> str:
     """A phone (or the carrier) that answers every call the same way.
 
-    action: answer | busy (486) | congestion (503) | decline (603) | ring (never answers,
-    takes the CANCEL). A CANCEL while ringing is always handled.
+    action: answer | busy (486) | congestion (503) | unavailable (480) | notfound (404) |
+    decline (603) |
+    ring (never answers, takes the CANCEL). A CANCEL while ringing is always handled.
+    ring_from: calls from this caller (the From user) only ring, whatever ``action`` says
+    (a second call while the phone talks: call waiting).
     """
-    finals = {"busy": "486 Busy Here", "congestion": "503 Service Unavailable", "decline": "603 Decline"}
+    finals = {"busy": "486 Busy Here", "congestion": "503 Service Unavailable", "decline": "603 Decline",
+              "unavailable": "480 Temporarily Unavailable", "notfound": "404 Not Found"}  # fmt: skip
     ring_wait = "" if action == "ring" else f' timeout="{ring_ms}" ontimeout="final"'
+    only_ring = ""
+    if ring_from is not None:
+        only_ring = f"""<nop>
+  <action>
+    <strcmp assign_to="cmp" variable="caller" value="{escape(ring_from)}"/>
+    <test assign_to="ringonly" variable="cmp" compare="equal" value="0"/>
+  </action>
+</nop>
+<nop test="ringonly" next="ringonly"/>"""
     body = f"""
 <recv request="INVITE" crlf="true">
   <action>
     <ereg regexp=".*" search_in="hdr" header="From:" assign_to="remote"/>
+    <ereg regexp="sips?:([^@;&gt;]*)" search_in="hdr" header="From:" assign_to="f,caller"/>
     <ereg regexp="&lt;([^&gt;]*)&gt;" search_in="hdr" header="Contact:" assign_to="c,contact"/>
     <ereg regexp="[0-9]+" search_in="hdr" header="CSeq:" assign_to="invite_cseq"/>
   </action>
 </recv>
-<Reference variables="c,contact,remote"/>
+<Reference variables="c,contact,remote,f,caller"/>
 {_reply("100 Trying", to_tag=False)}
 {_reply("180 Ringing")}
-<recv request="CANCEL"{ring_wait}/>
+{only_ring}
+<recv request="CANCEL"{ring_wait} next="cancelled"/>
+<label id="ringonly"/>
+<recv request="CANCEL"/>
+<label id="cancelled"/>
 {_reply("200 OK", to_tag=False)}
 {
         _send('''SIP/2.0 487 Request Terminated
@@ -165,6 +188,7 @@ def uac(
     cancel_ms: int | None = None,
     headers: dict[str, str] | None = None,
     audio: bool = False,
+    audio_after_ms: int = 0,
     dtmf: tuple[str, int] | None = None,
     refer_to: tuple[str, int] | None = None,
     domain: str = "127.0.0.1:15060",
@@ -173,6 +197,7 @@ def uac(
 
     hold_ms: hang up this long after the answer (None: wait for the far end's BYE).
     cancel_ms: CANCEL this long after sending the INVITE instead.
+    audio: play a recorded voice after the answer (``audio_after_ms`` later).
     dtmf: (digit, delay_ms) sent as RFC 4733 after the answer.
     refer_to: (extension, delay_ms): blind-transfer the far end by REFER.
     """
@@ -238,6 +263,8 @@ CSeq: 1 ACK
 Max-Forwards: 70
 Content-Length: 0""")
     if audio:
+        if audio_after_ms:
+            body += f'\n<pause milliseconds="{audio_after_ms}"/>\n'
         body += _play("g711a.pcap")
     if dtmf is not None:
         digit, delay = dtmf

@@ -9,9 +9,10 @@ Written from that description, not from the bridge's code:
 * the extension is found by splitting ``CalledNumber`` (in) or ``CallerIDNum`` (out) on
   ``*`` (the short number after it names the extension in the client's extension list,
   which a CRM fetches by name); the other field is the other party;
-* a dial-in/dial-out opens a record keyed by ``CallID`` and the extension's number; a
-  hangup is joined to its record by ``CallID`` and that number (a hangup with no record,
-  or for another extension, is dropped as "unknown call").
+* a dial-in/dial-out opens a record keyed by ``CallID`` and the extension's number (one
+  extension may have several open at once: a phone rung while its follow-me rings a
+  mobile); a hangup is joined to the oldest open record with its ``CallID`` and number (a
+  hangup with no record, or for another extension, is dropped as "unknown call").
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ class Consumer:
     ``GET /client/@me/extension/?name=`` tells a Telphin integration)."""
 
     extensions: Mapping[str, int]
-    #: open records: (CallID, user number) -> extension id
-    calls: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: open records: (CallID, user number) -> extension id of each, oldest first
+    calls: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     hangups: list[Hangup] = field(default_factory=list)
     dropped: list[dict[str, str]] = field(default_factory=list)
 
@@ -70,12 +71,15 @@ class Consumer:
             if ext is None:
                 self.dropped.append(dict(fields))
             else:
-                self.calls[(call_id, user)] = ext
+                self.calls.setdefault((call_id, user), []).append(ext)
         elif kind == "hangup":
-            ext_id = self.calls.pop((call_id, user), None)
-            if ext_id is None:
+            records = self.calls.get((call_id, user))
+            if not records:
                 self.dropped.append(dict(fields))
                 return
+            ext_id = records.pop(0)
+            if not records:
+                del self.calls[(call_id, user)]
             duration = int(fields.get("Duration", "0") or 0) // 1_000_000
             self.hangups.append(Hangup(ext_id, client, fields.get("CallStatus", ""), duration))
 

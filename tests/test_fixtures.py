@@ -222,6 +222,113 @@ KEY_EVENTS: dict[str, list[tuple[str, dict[str, str]]]] = {
         ("DialEnd", {"DestChannel": "PJSIP/102-*", "DialStatus": "ANSWER"}),
         ("DialEnd", {"DestChannel": "PJSIP/104-*", "DialStatus": "ANSWER"}),
     ],
+    "ring-group-answered": [
+        ("DialBegin", {"Channel": "PJSIP/101-*", "DestChannel": "PJSIP/102-*"}),
+        ("DialBegin", {"Channel": "PJSIP/101-*", "DestChannel": "PJSIP/103-*"}),
+        ("DialEnd", {"DestChannel": "PJSIP/102-*", "DialStatus": "CANCEL"}),
+        ("DialEnd", {"DestChannel": "PJSIP/103-*", "DialStatus": "ANSWER"}),
+        ("Hangup", {"Channel": "PJSIP/102-*", "Cause": "26"}),
+    ],
+    "ring-group-noanswer": [
+        ("DialEnd", {"DestChannel": "PJSIP/102-*", "DialStatus": "NOANSWER"}),
+        ("DialEnd", {"DestChannel": "PJSIP/103-*", "DialStatus": "NOANSWER"}),
+        ("Hangup", {"Channel": "PJSIP/102-*", "Cause": "0"}),
+        ("!BridgeEnter", {}),
+    ],
+    "ring-group-local": [
+        ("DialBegin", {"Channel": "PJSIP/101-*", "DestChannel": "Local/104@rg-member-*;1"}),
+        ("DialBegin", {"Channel": "Local/105@rg-member-*;2", "DestChannel": "PJSIP/105-*"}),
+        ("DialEnd", {"DestChannel": "Local/104@rg-member-*;1", "DialStatus": "CANCEL"}),
+        ("DialEnd", {"DestChannel": "PJSIP/105-*", "DialStatus": "ANSWER"}),
+    ],
+    "ring-group-from-did": [
+        ("Newchannel", {"Channel": "PJSIP/trunk-*", "Exten": "74951230006"}),
+        ("DialEnd", {"DestChannel": "PJSIP/102-*", "DialStatus": "ANSWER"}),
+        ("DialEnd", {"DestChannel": "PJSIP/103-*", "DialStatus": "CANCEL"}),
+    ],
+    "followme-external": [
+        ("VarSet", {"Variable": "__FORWARDED_FROM", "Value": "104"}),
+        ("DialBegin", {"Channel": "PJSIP/101-*", "DestChannel": "PJSIP/104-*"}),
+        ("DialBegin", {"Channel": "Local/+79161234567@outbound-*;2", "DestChannel": "PJSIP/trunk-*"}),
+        ("DialEnd", {"DestChannel": "PJSIP/104-*", "DialStatus": "CANCEL"}),
+        ("DialEnd", {"DestChannel": "PJSIP/trunk-*", "DialStatus": "ANSWER"}),
+    ],
+    "pickup-directed": [
+        ("Pickup", {"Channel": "PJSIP/103-*", "TargetChannel": "PJSIP/102-*", "Exten": "**102"}),
+        ("Hangup", {"Channel": "PJSIP/102-*", "Cause": "26"}),
+        ("DialEnd", {"Channel": "PJSIP/101-*", "DestChannel": "PJSIP/103-*", "DialStatus": "ANSWER"}),
+    ],
+    "pickup-group": [
+        ("Pickup", {"Channel": "PJSIP/103-*", "TargetChannel": "PJSIP/102-*", "Exten": "*8"}),
+        ("DialEnd", {"Channel": "PJSIP/101-*", "DestChannel": "PJSIP/103-*", "DialStatus": "ANSWER"}),
+    ],
+    "park-retrieve": [
+        ("BlindTransfer", {"Result": "Success", "TransfererChannel": "PJSIP/102-*"}),
+        ("ParkedCall", {"ParkeeChannel": "PJSIP/101-*", "ParkingSpace": "701"}),
+        ("UnParkedCall", {"RetrieverChannel": "PJSIP/103-*", "ParkingSpace": "701"}),
+    ],
+    "park-timeout": [
+        ("ParkedCall", {"ParkeeChannel": "PJSIP/101-*", "ParkingSpace": "701"}),
+        ("ParkedCallTimeOut", {"ParkeeChannel": "PJSIP/101-*"}),
+        ("DialEnd", {"Channel": "PJSIP/101-*", "DestChannel": "PJSIP/102-*", "DialStatus": "ANSWER"}),
+        ("!UnParkedCall", {}),
+    ],
+    "conference": [
+        ("ConfbridgeJoin", {"Conference": "800", "Channel": "PJSIP/101-*"}),
+        ("ConfbridgeJoin", {"Conference": "800", "Channel": "PJSIP/102-*"}),
+        ("ConfbridgeJoin", {"Conference": "800", "Channel": "PJSIP/103-*"}),
+        ("ConfbridgeLeave", {"Channel": "PJSIP/103-*"}),
+        ("!DialBegin", {}),
+    ],
+    "call-waiting": [
+        ("DialEnd", {"Channel": "PJSIP/101-*", "DestChannel": "PJSIP/102-*", "DialStatus": "ANSWER"}),
+        ("DialBegin", {"Channel": "PJSIP/103-*", "DestChannel": "PJSIP/102-*"}),
+        ("DialEnd", {"Channel": "PJSIP/103-*", "DestChannel": "PJSIP/102-*", "DialStatus": "CANCEL"}),
+    ],
+    "transfer-chain": [
+        ("Newchannel", {"Channel": "PJSIP/trunk-*", "Exten": "74951230006"}),
+        (
+            "BlindTransfer",
+            {"Result": "Success", "TransfererChannel": "PJSIP/102-*", "TransfereeChannel": "PJSIP/trunk-*"},
+        ),
+        ("DialBegin", {"Channel": "PJSIP/trunk-*", "DestChannel": "Local/104@rg-member-*;1"}),
+        ("DialEnd", {"DestChannel": "PJSIP/104-*", "DialStatus": "ANSWER"}),
+        (
+            "AttendedTransfer",
+            {"Result": "Success", "DestType": "Bridge", "OrigTransfererChannel": "PJSIP/104-*"},
+        ),
+        ("DialEnd", {"DestChannel": "PJSIP/102-*", "DialStatus": "ANSWER"}),
+    ],
+    "attended-transfer-external": [
+        ("DialBegin", {"Channel": "Local/79161234567@phones-*;2", "DestChannel": "PJSIP/trunk-*"}),
+        ("DialEnd", {"DestChannel": "PJSIP/trunk-*", "DialStatus": "ANSWER"}),
+        ("AttendedTransfer", {"Result": "Success", "DestType": "Bridge", "TransfereeChannel": "PJSIP/102-*"}),
+    ],
+    "attended-transfer-blonde": [
+        ("AttendedTransfer", {"Result": "Success", "TransfereeChannel": "PJSIP/102-*"}),
+        ("DialEnd", {"DestChannel": "PJSIP/103-*", "DialStatus": "ANSWER"}),
+    ],
+    "callback-destination-busy": [
+        ("OriginateResponse", {"Response": "Success"}),
+        ("DialEnd", {"DestChannel": "PJSIP/trunk-*", "DialStatus": "BUSY"}),
+    ],
+    "callback-destination-unreachable": [
+        ("OriginateResponse", {"Response": "Success"}),
+        ("DialEnd", {"DestChannel": "PJSIP/trunk-*", "DialStatus": "NOANSWER"}),
+        ("Hangup", {"Channel": "PJSIP/trunk-*", "Cause": "1"}),
+        ("VarSet", {"Variable": "DIALSTATUS", "Value": "CHANUNAVAIL"}),
+    ],
+    "voicemail-busy": [
+        ("DialEnd", {"DialStatus": "BUSY"}),
+        ("Newexten", {"Application": "VoiceMail", "AppData": "102@default,bs"}),
+        ("VarSet", {"Variable": "VMSTATUS", "Value": "SUCCESS"}),
+    ],
+    "voicemail-unregistered": [
+        ("VarSet", {"Variable": "DIALSTATUS", "Value": "CHANUNAVAIL"}),
+        ("Newexten", {"Application": "VoiceMail", "AppData": "106@default,us"}),
+        ("VarSet", {"Variable": "VMSTATUS", "Value": "SUCCESS"}),
+        ("!DialBegin", {}),
+    ],
 }
 
 

@@ -27,7 +27,8 @@ EVENTS = frozenset(
     for name in (
         "Newchannel", "NewCallerid", "Newexten", "Newstate", "VarSet", "DialBegin", "DialEnd",
         "BridgeEnter", "BridgeLeave", "Hangup", "QueueCallerJoin", "QueueCallerAbandon", "AgentCalled",
-        "AgentConnect", "UserEvent", "OriginateResponse", "BlindTransfer", "Shutdown",
+        "AgentConnect", "UserEvent", "OriginateResponse", "BlindTransfer", "AttendedTransfer", "Pickup",
+        "ParkedCall", "UnParkedCall", "ConfbridgeJoin", "Shutdown",
     )
 )  # fmt: skip
 #: VarSet variables some rule reads (plus the configured channel variables, set with __)

@@ -10,15 +10,17 @@ still gets dial-out and hangup, with the OriginateResponse's reason as CallStatu
 
 from __future__ import annotations
 
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from bridge.translate.dial import DialRules
-from bridge.translate.model import UNKNOWN_CID, Component, Dial, Emitted, endpoint_of
+from bridge.translate.model import UNKNOWN_CID, Component, Dial, Emitted, device_of
 from bridge.translate.parties import OUT
 from bridge.translate.wire import ext_fields
 
 if TYPE_CHECKING:
     from bridge.ami.message import Message
+    from bridge.config import Config
 
 #: OriginateResponse Reason -> CallStatus (anything else: the owner was unreachable)
 _REASONS = {"3": "NOANSWER", "5": "BUSY", "8": "CONGESTION"}
@@ -27,11 +29,18 @@ _REASONS = {"3": "NOANSWER", "5": "BUSY", "8": "CONGESTION"}
 class CallbackRules(DialRules):
     """The owner's leg (DialBegin with no caller) and OriginateResponse."""
 
+    #: callbacks whose owner could not be reached, already reported (the latest few)
+    _answered_originates: deque[str]
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self._answered_originates = deque(maxlen=1000)
+
     def _owner_rung(self, out: list[Emitted], dial: Dial, msg: Message, ts: int) -> bool:
         """A callback's first leg rings its owner (True if it is one): the owner places the
         call, a dial-out to the destination shown to it as connected line."""
         dest = dial.dest
-        ext = self._phones.get(dest.endpoint or "")
+        ext = self._phones.get(dest.device or "")
         if ext is None or dial.caller is not None or not self._var(dest, "CallBackID"):
             return False
         shown = msg.get("DestConnectedLineNum", "")
@@ -50,16 +59,21 @@ class CallbackRules(DialRules):
             return
         uid = msg.get("Uniqueid", "")
         status = _REASONS.get(msg.get("Reason", ""), "CHANUNAVAIL")
-        chan = self.channels.get(uid)
+        pending = self._pending.get(uid)
+        chan = self.channels.get(uid) or (pending.chan if pending is not None else None)
         if chan is not None:
             if chan.out_comp is not None:
                 chan.dial_status_var = status
+            if pending is not None:
+                pending.originate = False  # the Hangup came first
+                self._settle(out, pending)
             return
         # No channel was ever created (the owner cannot be reached at all). A callback the
         # bridge started has ChannelId "cb-<callback id>": its owner gets dial-out + hangup.
-        ext = self._phones.get(endpoint_of(msg.get("Channel", ""))[1] or "")
-        if ext is None or not uid.startswith("cb-") or uid in self.calls:
+        ext = self._phones.get(device_of(msg.get("Channel", ""))[1] or "")
+        if ext is None or not uid.startswith("cb-") or uid in self.calls or uid in self._answered_originates:
             return
+        self._answered_originates.append(uid)  # once, should the OriginateResponse come twice
         target = msg.get("Exten") or None
         callback_id = uid[3:]
         fields: dict[str, Any] = {

@@ -25,7 +25,9 @@ from bridge.translate.model import (
     Component,
     Dial,
     Emitted,
-    endpoint_of,
+    PendingHangup,
+    device_of,
+    number_in_dial_string,
 )
 from bridge.translate.parties import IN, OUT
 from bridge.translate.wire import Wire, ext_fields
@@ -44,7 +46,7 @@ class DialRules(Wire):
     def _start_caller(self, out: list[Emitted], chan: Channel, ts: int, ani: str | None,
                       called: Extension | None = None) -> None:  # fmt: skip
         """OUT component for a phone placing a call (once per channel)."""
-        ext = self._phones.get(chan.endpoint or "")
+        ext = self._phones.get(chan.device or "")
         if ext is None or chan.out_comp is not None or chan.dialed_by is not None:
             return
         fields: dict[str, Any] = {
@@ -67,9 +69,9 @@ class DialRules(Wire):
         if call is None:
             call = Call(call_id=linkedid, linkedid=linkedid)
             self.calls[linkedid] = call
-        tech, endpoint = endpoint_of(name)
+        tech, device = device_of(name)
         exten = msg.get("Exten", "")
-        chan = Channel(uid=uid, name=name, call=call, tech=tech, endpoint=endpoint,
+        chan = Channel(uid=uid, name=name, call=call, tech=tech, device=device,
                        dialed=exten if exten and exten not in SPECIAL_EXTENS else None)  # fmt: skip
         self._set_cid(chan, msg, "")
         chan.own_cid_name = chan.cid_name
@@ -93,6 +95,13 @@ class DialRules(Wire):
 
     def _dial_status(self, out: list[Emitted], chan: Channel, value: str, ts: int) -> None:
         """``VarSet DIALSTATUS`` on the dialing channel: Dial is over."""
+        if chan.transfer_dialed:
+            # the Dial a blind transfer started is over (a DIALSTATUS before it is the
+            # Dial the transfer interrupted)
+            chan.transferred_by, chan.transfer_dialed = None, False
+        for other in [p for p in self._pending.values() if p.chan.dialed_by == chan.uid]:
+            other.dial = False  # the Dial is over: no DialEnd will say more
+            self._settle(out, other)
         if value not in IGNORED_DIALSTATUS:
             chan.dial_status_var = value
             # Dial ended without ever reaching a DialBegin (e.g. CHANUNAVAIL)
@@ -125,31 +134,61 @@ class DialRules(Wire):
         caller = self._chan(msg)
         dest.dialed_by = caller.uid if caller else None
         dest.dial_string = msg.get("DialString", "")
-        if caller is not None:
-            # the callee inherits what the caller carries
-            for k, v in caller.vars.items():
-                dest.vars.setdefault(k, v)
         origin = self._origin(caller)
         # what the carrier is shown: the outgoing channel's connected line
-        ani = msg.get("DestConnectedLineNum") if dest.endpoint in self._trunks else None
+        ani = msg.get("DestConnectedLineNum") if dest.device in self._trunks else None
         if ani in UNKNOWN_CID:
             ani = None
         if origin is not None:
+            if caller is not None and caller is not origin and caller.consult is None:
+                self._consultation(out, caller, origin, ts, ani)
             self._start_caller(out, origin, ts, ani)
+        if caller is not None:
+            # the callee is in the caller's call, and inherits what the caller carries
+            self._join_call(dest, caller.call)
+            for k, v in caller.vars.items():
+                dest.vars.setdefault(k, v)
         return Dial(dest, caller, origin, ani)
+
+    def _consultation(self, out: list[Emitted], caller: Channel, origin: Channel, ts: int,
+                      ani: str | None) -> None:  # fmt: skip
+        """A Local pair no Dial created, bridged with a phone, dials: the phone consults
+        someone (an attended transfer). The consultation is a call of its own (CallID: the
+        pair's first Uniqueid), as when a phone places it itself: the phone gets a dial-out
+        for it, which ends when the phone or the consultation goes, and whoever the pair
+        dials is in that call."""
+        local1 = self._partner(caller)
+        ext = self._phones.get(origin.device or "")
+        if ext is None or local1 is None or local1.dialed_by is not None:
+            return
+        if self._bridge_peer(local1) is not origin:
+            return
+        consultation = Call(call_id=local1.uid, linkedid=local1.uid)
+        self.calls[local1.uid] = consultation
+        self._join_call(local1, consultation)
+        self._join_call(caller, consultation)
+        fields = {
+            **self._party(origin).caller_fields(),
+            "CalledNumber": self._dir.dialed(local1.dialed),
+            **ext_fields("Called", self._number_ext(local1.dialed)),
+            "ANI": ani,
+        }
+        comp = self._start(out, origin, ext, OUT, ts, fields, kind="consult", call=consultation)
+        caller.consult = comp
+        local1.also_ends.append(comp)
 
     def _phone_rung(self, out: list[Emitted], dial: Dial, ts: int) -> bool:
         """A phone dialed by another channel gets its dial-in (True if it is one)."""
         dest, caller = dial.dest, dial.caller
-        ext = self._phones.get(dest.endpoint or "")
+        ext = self._phones.get(dest.device or "")
         if ext is None or caller is None:
             return False
         src = dial.origin or caller
         if src.transferred_by is not None:
-            # after a blind transfer the target is called on behalf of the transferer
-            # but will talk to the transferee: that one is the RemoteNumber
+            # after a blind transfer the targets (a ring group: each of them) are called on
+            # behalf of the transferer but will talk to the transferee: the RemoteNumber
             fields = {**src.transferred_by.caller_fields(), "RemoteNumber": self._party(src).num}
-            src.transferred_by = None
+            src.transfer_dialed = True
         else:
             fields = self._party(src, caller).caller_fields(self._via(src))
         fields.update({"CalledNumber": ext.extended, **ext_fields("Called", ext)})
@@ -159,9 +198,9 @@ class DialRules(Wire):
     def _forwarded_leg(self, out: list[Emitted], dial: Dial, ts: int) -> None:
         """A trunk leg dialed for a forwarded call: the forwarding extension's dial-out."""
         dest, caller = dial.dest, dial.caller
-        if dest.endpoint not in self._trunks:
+        if dest.device not in self._trunks:
             return
-        fwd_ext = self._phones.get(dest.vars.get(self.config.variables.forwarded_from) or "")
+        fwd_ext = self._dir.named(dest.vars.get(self.config.variables.forwarded_from))
         if fwd_ext is None:
             return
         # the forwarding extension calls out on behalf of the caller, who is the party
@@ -169,7 +208,7 @@ class DialRules(Wire):
         fsrc = dial.origin or caller
         fields = {
             **self._dir.phone(fwd_ext).caller_fields(),
-            "CalledNumber": dest.dial_string.split("@", 1)[0] or dest.dialed,
+            "CalledNumber": number_in_dial_string(dest.dial_string) or dest.dialed,
             "Transfered": "yes",
             "ANI": dial.ani,
             "RemoteNumber": self._party(fsrc, caller).num if fsrc is not None else None,
@@ -181,21 +220,34 @@ class DialRules(Wire):
         when a person answered its call."""
         dest = self._chan(msg, "Dest")
         status = msg.get("DialStatus", "")
+        pending = self._pending.get(msg.get("DestUniqueid", "")) if dest is None else None
+        if pending is not None:
+            dest = pending.chan  # the DialEnd came after the Hangup
         if dest is None or status in IGNORED_DIALSTATUS:
             return None
         caller = self._chan(msg)
         origin = self._origin(caller)
+        consult = caller.consult if caller is not None else None
         if status == "ANSWER":
             for comp in dest.comps:
                 # a callback owner's dial-out is answered by its destination, not by itself
                 if comp.kind != "callback":
                     self._answer(out, comp, ts)
-            if origin is not None and origin.out_comp is not None:
+            if consult is not None:
+                self._answer(out, consult, ts)
+            elif origin is not None and origin.out_comp is not None:
                 self._answer(out, origin.out_comp, ts)
+            if origin is not None and origin.transfer_dialed:
+                origin.transferred_by, origin.transfer_dialed = None, False  # the target answered
         elif dest.dial_outcome is None:
             dest.dial_outcome = status
+        if pending is not None:
+            pending.dial = False
+            self._settle(out, pending)
         if status != "ANSWER":
-            if origin is not None:
+            if consult is not None:
+                consult.outcome = status
+            elif origin is not None:
                 origin.last_dial_outcome = status
             return None
         return origin
@@ -204,14 +256,26 @@ class DialRules(Wire):
 
     def _on_bridgeenter(self, msg: Message, ts: int, out: list[Emitted]) -> None:
         chan = self._chan(msg)
-        if chan is not None and chan.bridged_since is None:
+        if chan is None:
+            return
+        self._enter_bridge(chan, msg.get("BridgeUniqueid", ""))
+        if chan.bridged_since is None:
             chan.bridged_since = ts
 
     def _on_bridgeleave(self, msg: Message, ts: int, out: list[Emitted]) -> None:
         chan = self._chan(msg)
-        if chan is not None and chan.bridged_since is not None:
-            chan.bridged_total += ts - chan.bridged_since
-            chan.bridged_since = None
+        if chan is None:
+            pending = self._pending.get(msg.get("Uniqueid", ""))
+            if pending is not None and pending.bridge:
+                self._close_bridged(pending.chan, ts)
+                pending.bridge = False
+                self._settle(out, pending)
+            return
+        if chan.bridge == msg.get("BridgeUniqueid"):
+            self._leave_bridge(chan)
+        self._close_bridged(chan, ts)
+        if chan.left_at is not None and chan.bridge is None:
+            self._end_all(out, chan, chan.left_at, "")  # a transferer, gone from its bridge
 
     def _outcome(self, chan: Channel, comp: Component, cause: str) -> str:
         """A component's CallStatus on hangup."""
@@ -223,6 +287,10 @@ class DialRules(Wire):
             return "CANCEL" if chan.abandoned else "NOANSWER"
         if comp.answered_at is not None:
             return "ANSWER"
+        if comp.outcome is not None:
+            return comp.outcome
+        if comp.kind == "consult":
+            return "CANCEL"  # the transferer gave up before the consultation ended
         if comp is chan.out_comp and chan.dialed_by is None:
             status = chan.dial_status_var or chan.last_dial_outcome
             return status or "CANCEL"
@@ -234,16 +302,68 @@ class DialRules(Wire):
         chan = self._chan(msg)
         if chan is None:
             return
-        self._on_bridgeleave(msg, ts, out)
-        cause = msg.get("Cause", "")
         if self._hand_over(chan):
+            self._close_bridged(chan, ts)
             self._drop(chan)
             return
+        # Asterisk may send the channel's DialEnd, its BridgeLeave or (a callback's owner)
+        # the OriginateResponse after its Hangup: its hangups wait for what they need
+        cause = msg.get("Cause", "")
+        open_comps = [c for c in chan.comps + chan.also_ends if not c.ended] if chan.comps else None
+        in_bridge = chan.bridge is not None
+        self._drop(chan)
+        if open_comps:
+            unanswered = [c for c in open_comps if c.answered_at is None]
+            pending = PendingHangup(
+                chan, ts, cause,
+                dial=bool(unanswered) and chan.dialed_by is not None and chan.dial_outcome is None,
+                bridge=in_bridge,
+                originate=chan.dial_status_var is None and any(c.kind == "callback" for c in unanswered),
+            )  # fmt: skip
+            if pending.waiting:
+                self._pending[chan.uid] = pending
+            else:
+                self._hang_up(out, pending)
+        elif chan.also_ends:
+            self._end_all(out, chan, ts, cause)
+        if self._pending:
+            for other in [p for p in self._pending.values() if p.chan.dialed_by == chan.uid]:
+                other.dial = False  # its dialer is gone: no DialEnd will say more
+                self._settle(out, other)
+
+    def _hang_up(self, out: list[Emitted], pending: PendingHangup) -> None:
+        """The hangups of a channel's components, now that all is known (or waited for)."""
+        chan = pending.chan
+        # a transferer that left the call earlier ended its part then
+        self._end_all(out, chan, chan.left_at if chan.left_at is not None else pending.ts, pending.cause)
+
+    def _end_all(self, out: list[Emitted], chan: Channel, ts: int, cause: str) -> None:
+        """Every open component on ``chan`` (and those that end with it) ends at ``ts``."""
+        self._close_bridged(chan, ts)
         rec = self._var(chan, "RecID") or chan.call.vars.get("MIXMONITOR_FILENAME")
-        for comp in chan.comps:
+        for comp in chan.comps + chan.also_ends:
             if not comp.ended:
                 self._end(out, chan, comp, ts, self._outcome(chan, comp, cause), rec)
-        self._drop(chan)
+
+    def _settle(self, out: list[Emitted], pending: PendingHangup) -> None:
+        """A pending hangup goes out once it waits for nothing more."""
+        if not pending.waiting and self._pending.pop(pending.chan.uid, None) is not None:
+            self._hang_up(out, pending)
+
+    def _flush_pending(self, out: list[Emitted], before: int | None = None) -> None:
+        """Pending hangups (those older than ``before``, stream time) go out with what is
+        known: Asterisk did not send the rest."""
+        for pending in list(self._pending.values()):
+            if before is None or pending.ts < before:
+                pending.dial = pending.bridge = pending.originate = False
+                self._settle(out, pending)
+
+    @staticmethod
+    def _close_bridged(chan: Channel, ts: int) -> None:
+        """A channel that goes while in a bridge was bridged until then."""
+        if chan.bridged_since is not None:
+            chan.bridged_total += ts - chan.bridged_since
+            chan.bridged_since = None
 
     def _hand_over(self, chan: Channel) -> bool:
         """A Local;1 that goes away while the agent it reached talks on (optimization):

@@ -31,7 +31,7 @@ class MessageRules(State):
         except (binascii.Error, ValueError):
             text = msg.get("Body", "")
         msg_id = msg.get("Uniqueid") or f"msg-{ts}"
-        src_ext, dst_ext = self._phones.get(src), self._phones.get(dst)
+        src_ext, dst_ext = self._dir.named(src), self._dir.named(dst)
         base = {
             "CallID": msg_id,
             "SubCallID": msg_id,

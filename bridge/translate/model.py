@@ -1,6 +1,6 @@
 """The call model: channels, calls and components, as the translator tracks them.
 
-* a **channel** (by Uniqueid): its name, device (technology and endpoint), caller id,
+* a **channel** (by Uniqueid): its name, device (``PJSIP/101``, ``SIP/150010001``), caller id,
   the number first dialed, the channel variables seen (inherited ones included), who
   dialed it, its dial outcome, bridge time, and the components that live on it;
 * a **call**: one per first channel (keyed by that channel's Linkedid at creation, so a
@@ -15,6 +15,7 @@ Plain data, no rules: the rules are in the flow modules (:mod:`.dial`, :mod:`.qu
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,12 +34,41 @@ UNKNOWN_CID = frozenset({"", "<unknown>", "<Unknown>"})
 SPECIAL_EXTENS = frozenset({"s", "h", "t", "i", "T", "e", "o", "a"})
 
 
-def endpoint_of(channel: str) -> tuple[str, str | None]:
-    """(technology, endpoint) of a channel name: PJSIP/101-0000002a -> ("PJSIP", "101")."""
+#: the unique suffix Asterisk adds to a device's channel name: 8 hex digits for PJSIP
+#: and SIP (``SIP/voipgrid-siproute-docker-00000025``: the peer name has dashes too),
+#: a number for IAX2, DAHDI and the others
+_HEX_SUFFIX = re.compile(r"-[0-9a-f]{8}$")
+_NUMBER_SUFFIX = re.compile(r"-[0-9]+$")
+#: technologies whose channels are not devices
+_NO_DEVICE = frozenset({"Local", "Message", "Bridge", "Announcer", "Recorder", "Snoop", "CBAnn", "CBRec"})
+
+
+def device_of(channel: str) -> tuple[str, str | None]:
+    """(technology, device) of a channel name, the device as the config names it:
+    ``PJSIP/101-0000002a`` -> ("PJSIP", "PJSIP/101"), ``SIP/voip-gw-0000002a`` -> ("SIP",
+    "SIP/voip-gw"), ``DAHDI/i1/74951234567-5`` -> ("DAHDI", "DAHDI/i1"); ``Local/...``
+    and other non-device channels -> (tech, None). A name with no suffix (an Originate's
+    ``Channel: PJSIP/106``) is the device itself."""
     tech, _, rest = channel.partition("/")
-    if tech == "PJSIP":
-        return tech, rest.rsplit("-", 1)[0]
-    return tech, None
+    if tech in _NO_DEVICE or not rest:
+        return tech, None
+    name = (_HEX_SUFFIX if tech in ("PJSIP", "SIP") else _NUMBER_SUFFIX).sub("", rest, count=1)
+    if tech == "DAHDI":
+        name = name.split("/", 1)[0]  # span or group, then the number dialed
+    return tech, f"{tech}/{name}"
+
+
+def number_in_dial_string(dial_string: str) -> str | None:
+    """The number a trunk leg dials, from Dial's argument: ``+7916...@trunk`` (PJSIP),
+    ``trunk/+7916...`` (SIP, IAX2), ``g0/+7916...`` (DAHDI), ``trunk/sip:+7916@host``
+    (PJSIP to a URI); None when it names only the device."""
+    _, sep, tail = dial_string.partition("/")
+    if sep:
+        if tail.startswith(("sip:", "sips:", "tel:")):
+            return tail.split(":", 1)[1].split("@", 1)[0].split(";", 1)[0] or None
+        return tail.split("@", 1)[0] if "@" in tail and "/" not in tail else tail.rsplit("/", 1)[-1] or None
+    number, at, _ = dial_string.partition("@")
+    return number or None if at else None
 
 
 @dataclass(slots=True)
@@ -63,7 +93,9 @@ class Component:
     answered_at: int | None = None
     outcome: str | None = None
     ended: bool = False
-    #: "call" (a phone's leg), "callback" (its owner's leg), "queue-in", "queue-out" or "ivr"
+    #: "call" (a phone's leg), "callback" (its owner's leg), "queue-in", "queue-out", "ivr",
+    #: "consult" (a transferer's consultation), "park" (a parked call taken from its
+    #: slot), "pickup" (a ringing call picked up), "conference"
     kind: str = "call"
     started_at: int = 0
     #: queue/IVR in-thread: when a person answered after it (Bridged=yes)
@@ -76,7 +108,8 @@ class Channel:
     name: str
     call: Call
     tech: str
-    endpoint: str | None
+    #: the device as the config names it (``PJSIP/101``); None for Local and the like
+    device: str | None
     cid_num: str = ""
     cid_name: str = ""
     #: caller name when the channel appeared: a phone's own display name, before the
@@ -102,12 +135,44 @@ class Channel:
     vars_span: str = ""
     dest_vars_span: str = ""
     #: set on a transferee by a blind transfer: the transferer, on whose behalf the
-    #: transfer target is then called
+    #: transfer targets are then called (until that Dial is over)
     transferred_by: Party | None = None
+    #: set once the transferee's Dial has dialed a target on the transferer's behalf
+    transfer_dialed: bool = False
+    #: the bridge the channel is in now (BridgeUniqueid)
+    bridge: str | None = None
+    #: on the dialing half of a Local pair an attended transfer created: the transferer's
+    #: consultation call, which that half's Dial answers
+    consult: Component | None = None
+    #: when a transferer left the call (its components end then, once it left its bridge)
+    left_at: int | None = None
+    #: components living on another channel that also end when this one hangs up (a
+    #: consultation ends when the transferer or the consultation's Local channel goes)
+    also_ends: list[Component] = field(default_factory=list)
 
     @property
     def is_local(self) -> bool:
         return self.tech == "Local"
+
+
+@dataclass(slots=True)
+class PendingHangup:
+    """A channel that hung up before Asterisk told all it may tell after the Hangup (it
+    sends some events either way): its hangups wait for them, a short while at most."""
+
+    chan: Channel
+    ts: int
+    cause: str
+    #: the DialEnd that says how the channel's dial ended
+    dial: bool
+    #: the BridgeLeave that ends its bridged time
+    bridge: bool
+    #: the OriginateResponse that says how a callback's owner leg ended
+    originate: bool
+
+    @property
+    def waiting(self) -> bool:
+        return self.dial or self.bridge or self.originate
 
 
 @dataclass(slots=True)

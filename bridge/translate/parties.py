@@ -46,14 +46,33 @@ class Directory:
     """The PBX's extensions and trunks, and how their numbers are written."""
 
     def __init__(self, config: Config) -> None:
-        phones = [e for e in config.extensions if e.type == "phone" and e.endpoint]
-        #: phones by endpoint (the device name in their channels)
-        self.phones: dict[str, Extension] = {e.endpoint: e for e in phones if e.endpoint}
+        phones = [e for e in config.extensions if e.type == "phone" and e.device]
+        #: phones by device, as their channels name it (``PJSIP/101``, ``SIP/150010001``)
+        self.phones: dict[str, Extension] = {e.device: e for e in phones if e.device}
+        #: phones by the device's bare name (``101``), as dialplan variables, queue
+        #: members behind Local channels and SIP MESSAGE senders name them
+        self._named: dict[str, Extension] = {}
+        for e in phones:
+            self._named.setdefault((e.device or "").split("/", 1)[1], e)
         #: every extension by the short number the PBX routes to it (what phones dial)
         self.by_number: dict[str, Extension] = {e.short: e for e in config.extensions}
         #: phones by short number: an internal caller id that names a phone
         self.phones_by_number: dict[str, Extension] = {e.short: e for e in phones}
-        self.trunks = set(config.trunks)
+        self.trunks = set(config.trunk_devices)
+
+    def named(self, name: str | None) -> Extension | None:
+        """The phone a bare device name (``101``) or a device (``SIP/101``) means."""
+        if not name:
+            return None
+        return self.phones.get(name) or self._named.get(name)
+
+    def member(self, interface: str) -> Extension | None:
+        """The phone a queue member interface reaches: ``PJSIP/102``, ``SIP/150010001``,
+        or behind a Local channel ``Local/104@from-queue/n`` (by the number dialed)."""
+        tech, _, rest = interface.partition("/")
+        if tech == "Local":
+            return self._named.get(rest.split("@", 1)[0]) or self.phones_by_number.get(rest.split("@", 1)[0])
+        return self.phones.get(interface) or self._named.get(rest)
 
     def dialed(self, number: str | None) -> str | None:
         """A number dialed inside the PBX: an extension's extended number, else as dialed."""

@@ -49,7 +49,7 @@ class QueueRules(DialRules):
             return
         member = msg.get("Interface", "")
         number = member.split("/", 1)[-1].split("@", 1)[0]
-        agent_ext = self._phones.get(number)
+        agent_ext = self._dir.member(member)
         # the out thread: the queue calls its agent, on behalf of the caller it connects to
         fields = {
             **self._dir.phone(queue).caller_fields(),

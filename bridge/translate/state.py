@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bridge.translate.model import UNKNOWN_CID, Call, Channel
+from bridge.translate.model import UNKNOWN_CID, Call, Channel, PendingHangup, number_in_dial_string
 from bridge.translate.parties import Directory, Party
 
 if TYPE_CHECKING:
@@ -51,6 +51,10 @@ class State:
         self.calls: dict[str, Call] = {}
         #: Uniqueid of each live Local channel by name, to find a pair's other half
         self._local_uids: dict[str, str] = {}
+        #: the channels in each bridge, in the order they entered (a dict: deterministic)
+        self._bridges: dict[str, dict[str, None]] = {}
+        #: channels that hung up and wait for what Asterisk may send after the Hangup
+        self._pending: dict[str, PendingHangup] = {}
         self._last_ts = 0
         self.problems: list[str] = []
 
@@ -132,21 +136,93 @@ class State:
         return self.channels.get(uid) if uid else None
 
     def _origin(self, chan: Channel | None) -> Channel | None:
-        """The real channel behind a dialing one, following Local pairs back to their dialer."""
+        """The real channel behind a dialing one, following Local pairs back to their
+        dialer (or, for a pair no Dial created, such as an attended transfer's
+        consultation, to the channel its other half is bridged with)."""
         seen = 0
         while chan is not None and chan.is_local and seen < 16:
             seen += 1
             partner = self._partner(chan)
-            if partner is None or partner.dialed_by is None:
+            if partner is None:
                 return chan
-            chan = self.channels.get(partner.dialed_by)
+            if partner.dialed_by is not None:
+                chan = self.channels.get(partner.dialed_by)
+                continue
+            peer = self._bridge_peer(partner)
+            if peer is None:
+                return chan
+            chan = peer
         return chan
+
+    def _far_end(self, chan: Channel | None) -> Channel | None:
+        """The real party a channel stands for: itself, or for a Local channel whoever is
+        on the other side of its pair (the channel the other half dialed and that
+        answered, else the one it was dialed by or is bridged with)."""
+        seen = 0
+        while chan is not None and chan.is_local and seen < 16:
+            seen += 1
+            partner = self._partner(chan)
+            if partner is None:
+                return chan
+            dialed = [c for c in self.channels.values() if c.dialed_by == partner.uid]
+            nxt = next((c for c in dialed if c.up_at is not None), dialed[0] if dialed else None)
+            if nxt is None and partner.dialed_by is not None:
+                nxt = self.channels.get(partner.dialed_by)
+            if nxt is None:
+                nxt = self._bridge_peer(partner)
+            if nxt is None:
+                return chan
+            chan = nxt
+        return chan
+
+    # ---- bridges and calls ---------------------------------------------------------------
+
+    def _bridge_peer(self, chan: Channel) -> Channel | None:
+        """Another channel in ``chan``'s bridge (a device rather than a Local one, first)."""
+        members = self._bridges.get(chan.bridge or "")
+        if not members:
+            return None
+        peers = [self.channels[uid] for uid in members if uid != chan.uid and uid in self.channels]
+        return next((p for p in peers if not p.is_local), peers[0] if peers else None)
+
+    def _enter_bridge(self, chan: Channel, bridge: str) -> None:
+        self._leave_bridge(chan)
+        chan.bridge = bridge
+        self._bridges.setdefault(bridge, {})[chan.uid] = None
+
+    def _leave_bridge(self, chan: Channel) -> None:
+        members = self._bridges.get(chan.bridge or "")
+        if members is not None:
+            members.pop(chan.uid, None)
+            if not members:
+                del self._bridges[chan.bridge or ""]
+        chan.bridge = None
+
+    def _join_call(self, chan: Channel, call: Call) -> None:
+        """``chan`` now belongs to ``call`` (a pickup, a parked call taken, a transfer that
+        joined two calls): its later components carry that call's CallID."""
+        old = chan.call
+        if old is call:
+            return
+        old.live.discard(chan.uid)
+        if not old.live:
+            self.calls.pop(old.linkedid, None)
+        chan.call = call
+        call.live.add(chan.uid)
+
+    def _merge_calls(self, into: Call, other: Call) -> None:
+        """Every channel of ``other`` joins ``into``."""
+        for uid in list(other.live):
+            chan = self.channels.get(uid)
+            if chan is not None:
+                self._join_call(chan, into)
 
     def _drop(self, chan: Channel) -> None:
         """Forget a channel that hung up, and its call once no channel of it is left."""
         self.channels.pop(chan.uid, None)
         if self._local_uids.get(chan.name) == chan.uid:
             del self._local_uids[chan.name]
+        self._leave_bridge(chan)
         call = chan.call
         call.live.discard(chan.uid)
         if not call.live:
@@ -164,14 +240,14 @@ class State:
         anything else (a Local channel...) by its caller id, which names a phone if it is
         one's number. ``shown``: the channel whose caller id the dialplan last set (the
         one dialing, when ``chan`` is the real caller behind Local channels)."""
-        ext = self._phones.get(chan.endpoint or "")
+        ext = self._phones.get(chan.device or "")
         if ext is not None:
             return self._dir.phone(ext, chan.own_cid_name or chan.cid_name)
         src = shown or chan
         num, name = src.cid_num or chan.cid_num, src.cid_name or chan.cid_name
-        if chan.endpoint in self._trunks:
+        if chan.device in self._trunks:
             if chan.dialed_by is not None:
-                num = chan.dial_string.split("@", 1)[0] or chan.dialed or num
+                num = number_in_dial_string(chan.dial_string) or chan.dialed or num
             return Party(num, name, None)
         return self._dir.internal(num, name)
 

@@ -12,7 +12,8 @@ Where to find a rule (each module reads like the part of ``semantics.md`` it imp
 * :mod:`.dial`: phones placing and receiving calls, answers, hangups and their outcome,
   forwarding to an external number; every other flow builds on it;
 * :mod:`.queue`, :mod:`.ivr`: the queue's in and out threads, the IVR's;
-* :mod:`.transfer`, :mod:`.callback`, :mod:`.voicemail`, :mod:`.messages`;
+* :mod:`.transfer` (blind and attended), :mod:`.pickup` (pickup and parking),
+  :mod:`.conference`, :mod:`.callback`, :mod:`.voicemail`, :mod:`.messages`;
 * :mod:`.parties`: who a party is and how its number is written (extended numbers
   ``000*101`` for the PBX's own extensions, external numbers as received);
 * :mod:`.wire`: the one place that builds the events' fields;
@@ -33,16 +34,22 @@ from typing import ClassVar
 
 from bridge.ami.message import Message
 from bridge.translate.callback import CallbackRules
+from bridge.translate.conference import ConferenceRules
 from bridge.translate.dial import DialRules
 from bridge.translate.ivr import IvrRules
 from bridge.translate.messages import MessageRules
 from bridge.translate.model import Emitted
+from bridge.translate.pickup import PickupRules
 from bridge.translate.queue import QueueRules
 from bridge.translate.transfer import TransferRules
 from bridge.translate.voicemail import VOICEMAIL_VARIABLES, VoicemailRules
 from bridge.translate.wire import FIELD_ORDER, diversion_number, ordered
 
-__all__ = ["FIELD_ORDER", "Emitted", "Translator", "diversion_number", "ordered", "timestamp_us"]
+__all__ = ["FIELD_ORDER", "PENDING_WAIT_US", "Emitted", "Translator", "diversion_number", "ordered",
+           "timestamp_us"]  # fmt: skip
+
+#: how long (stream time) a hangup waits for the events Asterisk may send after it
+PENDING_WAIT_US = 500_000
 
 
 def timestamp_us(value: str | None) -> int | None:
@@ -60,7 +67,16 @@ def timestamp_us(value: str | None) -> int | None:
     return int(sec) * 1_000_000 + int((frac + "000000")[:6] or 0)
 
 
-class Translator(CallbackRules, QueueRules, IvrRules, TransferRules, VoicemailRules, MessageRules):
+class Translator(
+    CallbackRules,
+    QueueRules,
+    IvrRules,
+    TransferRules,
+    PickupRules,
+    ConferenceRules,
+    VoicemailRules,
+    MessageRules,
+):
     """Feed AMI messages in stream order; get the extension events they cause."""
 
     # ---- public ---------------------------------------------------------------------
@@ -79,7 +95,23 @@ class Translator(CallbackRules, QueueRules, IvrRules, TransferRules, VoicemailRu
         if ts > self._last_ts:
             self._last_ts = ts
         out: list[Emitted] = []
+        if self._pending:
+            self._flush_pending(out, before=ts - PENDING_WAIT_US)
         handler(self, msg, ts, out)
+        return out
+
+    @property
+    def waiting(self) -> bool:
+        """Hangups wait for events Asterisk may still send (see :meth:`flush`)."""
+        return bool(self._pending)
+
+    def flush(self) -> list[Emitted]:
+        """The hangups still waiting for events Asterisk sends either before or after a
+        Hangup (DialEnd, BridgeLeave, OriginateResponse), with what is known. The stream
+        itself lets them go ``PENDING_WAIT_US`` after the Hangup; call this when the stream
+        ends or stays quiet that long."""
+        out: list[Emitted] = []
+        self._flush_pending(out)
         return out
 
     def resync(self, live_uniqueids: set[str], now_us: int) -> list[Emitted]:
@@ -90,7 +122,7 @@ class Translator(CallbackRules, QueueRules, IvrRules, TransferRules, VoicemailRu
         the real time is unknown, and so is the outcome beyond what was seen). Channels
         still up stay tracked, so no dial-in is ever sent twice.
         """
-        out: list[Emitted] = []
+        out = self.flush()
         gone = [uid for uid in self.channels if uid not in live_uniqueids]
         # callees before callers, as Asterisk hangs them up
         gone.sort(key=lambda uid: self.channels[uid].dialed_by is None)
@@ -175,4 +207,9 @@ class Translator(CallbackRules, QueueRules, IvrRules, TransferRules, VoicemailRu
         "UserEvent": MessageRules._on_userevent,
         "OriginateResponse": CallbackRules._on_originateresponse,
         "BlindTransfer": TransferRules._on_blindtransfer,
+        "AttendedTransfer": TransferRules._on_attendedtransfer,
+        "Pickup": PickupRules._on_pickup,
+        "ParkedCall": PickupRules._on_parkedcall,
+        "UnParkedCall": PickupRules._on_unparkedcall,
+        "ConfbridgeJoin": ConferenceRules._on_confbridgejoin,
     }

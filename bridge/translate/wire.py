@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from bridge.translate.model import Channel, Component, Emitted
+from bridge.translate.model import Call, Channel, Component, Emitted
 from bridge.translate.parties import IN
 from bridge.translate.state import State
 
@@ -69,11 +69,11 @@ class Wire(State):
                 fields[name] = value[:100] if name == "ClientApiID" else value
         return fields
 
-    def _sub_id(self, chan: Channel) -> str:
-        """The next SubCallID of the call on ``chan``. Before the first one the CallID is
-        settled: a call started as a callback takes its callback id as CallID (what the
-        callback API answered, and what Telphin sends: CallBackID = CallID)."""
-        call = chan.call
+    def _sub_id(self, chan: Channel, call: Call | None = None) -> str:
+        """The next SubCallID of the call on ``chan`` (or of ``call``). Before the first one
+        the CallID is settled: a call started as a callback takes its callback id as
+        CallID (what the callback API answered, and what Telphin sends: CallBackID = CallID)."""
+        call = call or chan.call
         if call.components == 0:
             call.call_id = self._var(chan, "CallBackID") or call.call_id
         return call.next_sub_id()
@@ -88,11 +88,15 @@ class Wire(State):
         fields: dict[str, Any],
         kind: str = "call",
         event: str | None = None,
+        call: Call | None = None,
     ) -> Component:
-        """A new component of ``ext`` living on ``chan``; emits its dial-in/dial-out
-        (``event`` names another first event: a queue's out thread starts with dial-in)."""
-        sub_id = self._sub_id(chan)
+        """A new component of ``ext`` living on ``chan`` (in ``chan``'s call, or ``call``);
+        emits its dial-in/dial-out (``event`` names another first event: a queue's out
+        thread starts with dial-in)."""
+        sub_id = self._sub_id(chan, call)
         base = self._identity(chan)
+        if call is not None:
+            base["CallID"] = call.call_id
         base.update({k: v for k, v in fields.items() if v not in (None, "")})
         base["SubCallID"] = sub_id
         base["CallFlow"] = flow
@@ -130,6 +134,10 @@ class Wire(State):
         elif comp.kind == "queue-in":
             duration = (ts - comp.bridged_at) if comp.bridged_at is not None else 0
             extra["Bridged"] = "yes" if comp.bridged_at is not None else "no"
+            bridged = duration or None
+        elif comp.kind == "consult":
+            # the transferer's channel was bridged before; the consultation since its answer
+            duration = (ts - comp.answered_at) if comp.answered_at is not None else 0
             bridged = duration or None
         else:
             duration = (ts - comp.answered_at) if comp.answered_at is not None else 0
