@@ -22,8 +22,12 @@ FLOWS = (
     "inbound-did-recorded", "ivr-to-phone", "forward-external-internal", "outbound-external",
     "voicemail", "blind-transfer-refer",
 )  # fmt: skip
-#: where a call's tag goes: before an id, and before the hex counter of a channel name
-_SLOT = re.compile(rb"^(?:Dest)?(?:Uniqueid|Linkedid): ()|^[A-Za-z]*Channel: [^\r\n]*-()[0-9a-f]{8}", re.M)
+#: where a call's tag goes: before an id, and in place of the leading zeros of a channel
+#: name's 8-hex counter (which must stay 8 hex: only that is a PJSIP channel's suffix)
+_SLOT = re.compile(rb"^(?:Dest)?(?:Uniqueid|Linkedid): ()|^[A-Za-z]*Channel: [^\r\n]*-()00000[0-9a-f]{3}",
+                   re.M)  # fmt: skip
+#: the counter's digits a tag replaces (so a tag is that many hex digits: 1,048,576 calls)
+_TAG_DIGITS = 5
 
 
 def flow_blocks(name: str) -> list[bytes]:
@@ -34,13 +38,20 @@ def flow_blocks(name: str) -> list[bytes]:
 
 def slots(block: bytes) -> list[bytes]:
     """``block`` cut where a call's tag goes: ``tag.join(slots(block))`` renders a copy."""
-    cuts = [m.start(1) if m.start(1) >= 0 else m.start(2) for m in _SLOT.finditer(block)]
-    return [block[a:b] for a, b in zip([0, *cuts], [*cuts, len(block)], strict=True)]
+    starts, ends = [0], []
+    for m in _SLOT.finditer(block):
+        cut = m.start(1) if m.start(1) >= 0 else m.start(2)
+        ends.append(cut)
+        starts.append(cut if m.start(1) >= 0 else cut + _TAG_DIGITS)
+    ends.append(len(block))
+    return [block[a:b] for a, b in zip(starts, ends, strict=True)]
 
 
 def tag(call: int) -> bytes:
     """What makes call number ``call``'s ids and channel names unique."""
-    return b"%x." % call
+    if call >= 16**_TAG_DIGITS:
+        raise ValueError(f"at most {16**_TAG_DIGITS:,} calls in one synthetic stream")
+    return b"%05x" % call
 
 
 def unique(block: bytes, call: int) -> bytes:

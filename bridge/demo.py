@@ -24,6 +24,7 @@ from bridge.ami.message import split_stream
 from bridge.config import Config, parse_config
 
 _TS = re.compile(rb"^Timestamp: ([0-9.]+)\r$", re.M)
+_NO_TS = re.compile(rb"^Timestamp: [0-9.]+\r\n", re.M)
 _ID = re.compile(rb"((?:Dest)?(?:Uniqueid|Linkedid)): ")
 DEMO_EXTENSIONS = """
   - {id: 1101, name: "000*101@pbx.example", type: phone, endpoint: "101", mailbox: "101@default"}
@@ -84,15 +85,18 @@ class ReplayServer:
     hold the replay until it is set again. ``fresh_ids=False`` keeps the recorded
     Uniqueids and Linkedids (one pass to one client: the ids stay as recorded, so ids that
     mean something, such as a callback's ``cb-...`` ChannelId, still do).
+    ``timestamps=False`` sends every event without its ``Timestamp`` header, as Asterisk
+    does unless ``timestampevents = yes``.
     """
 
     def __init__(self, streams: Iterable[tuple[str, bytes]], speed: float = 1.0, max_gap: float = 1.0,
                  passes: int | None = 1, rate: float | None = None,
-                 fresh_ids: bool = True) -> None:  # fmt: skip
+                 fresh_ids: bool = True, timestamps: bool = True) -> None:  # fmt: skip
         self.streams = [(name, split_stream(data)[0]) for name, data in streams]
         self.templates = [_template(blocks) for _, blocks in self.streams]
         self.speed, self.max_gap, self.passes, self.rate = speed, max_gap, passes, rate
         self.fresh_ids = fresh_ids
+        self.timestamps = timestamps
         self.sent = 0
         #: recordings played so far, over all connections
         self.played = 0
@@ -142,6 +146,11 @@ class ReplayServer:
             except (asyncio.IncompleteReadError, ConnectionError):
                 return
             writer.write(b"Response: Success\r\nActionID: " + action_id(action) + b"\r\nPing: Pong\r\n\r\n")
+            if b"Action: UserEvent\r\n" in action:  # as Asterisk does: the event comes back
+                name = re.search(rb"UserEvent: (.*)\r\n", action)
+                stamp = _stamp(time.time_ns() // 1000) + b"\n" if self.timestamps else b""
+                writer.write(b"Event: UserEvent\r\nPrivilege: user,all\r\n" + stamp
+                             + b"UserEvent: " + (name.group(1) if name else b"") + b"\r\n\r\n")  # fmt: skip
 
     async def _play(self, writer: asyncio.StreamWriter) -> None:
         n = 0
@@ -159,6 +168,8 @@ class ReplayServer:
                 if template is not None:
                     data, count = template
                     ids = prefix if self.fresh_ids else b""
+                    if not self.timestamps:
+                        data = data.replace(b"Timestamp: " + _NOW + b"\r\n", b"")
                     writer.write(data.replace(_PREFIX, ids).replace(_NOW, _seconds(time.time_ns() // 1000)))
                     self.sent += count
                     await writer.drain()
@@ -174,7 +185,10 @@ class ReplayServer:
                     last = ts
                 if self.fresh_ids:
                     block = _ID.sub(b"\\g<0>" + prefix, block)
-                writer.write(_TS.sub(_stamp(time.time_ns() // 1000), block))
+                if self.timestamps:
+                    writer.write(_TS.sub(_stamp(time.time_ns() // 1000), block))
+                else:
+                    writer.write(_NO_TS.sub(b"", block))
                 self.sent += 1
             await writer.drain()
             n += 1

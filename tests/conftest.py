@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
+
+from bridge.config import Config, load_config
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "fixtures"
@@ -22,6 +25,22 @@ def free_port() -> int:
 def fixture_paths() -> list[Path]:
     """Every recorded AMI stream, sorted by name."""
     return sorted(FIXTURES.glob("*.ami"))
+
+
+def config_path(path: Path) -> Path:
+    """The bridge config of the lab profile a fixture was recorded in: fixtures/freepbx.yaml
+    for the FreePBX-style profile's (freepbx-*), fixtures/lab.yaml for the others."""
+    return FIXTURES / ("freepbx.yaml" if path.name.startswith("freepbx-") else "lab.yaml")
+
+
+def config_for(path: Path) -> Config:
+    """The loaded :func:`config_path` of a fixture."""
+    return _load(config_path(path))
+
+
+@functools.cache
+def _load(path: Path) -> Config:
+    return load_config(path)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -17,14 +17,14 @@ import pytest
 from bridge.config import load_config
 from bridge.replay import replay_bytes, replay_files, to_json_line
 from bridge.translate import Translator
-from tests.conftest import FIXTURES, REPO, fixture_paths
+from tests.conftest import FIXTURES, REPO, config_for, config_path, fixture_paths
 
 CONFIG = load_config(FIXTURES / "lab.yaml")
 PATHS = fixture_paths()
 
 
 def replay_lines(path: Path) -> list[str]:
-    return [to_json_line(e) for e in replay_files(CONFIG, [path])]
+    return [to_json_line(e) for e in replay_files(config_for(path), [path])]
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
@@ -43,12 +43,13 @@ def test_fixture_replays_to_its_golden_file(path: Path, request: pytest.FixtureR
 def test_replay_is_the_same_in_any_chunking(path: Path) -> None:
     """Whole, line by line or in random chunks, the same stream gives the same events."""
     data = path.read_bytes()
-    whole = [to_json_line(e) for e in replay_bytes(Translator(CONFIG), [data])]
-    lines = [to_json_line(e) for e in replay_bytes(Translator(CONFIG), data.splitlines(keepends=True))]
+    config = config_for(path)
+    whole = [to_json_line(e) for e in replay_bytes(Translator(config), [data])]
+    lines = [to_json_line(e) for e in replay_bytes(Translator(config), data.splitlines(keepends=True))]
     rng = random.Random(path.stem)
     cuts = sorted(rng.sample(range(1, len(data)), min(200, len(data) - 1)))
     chunks = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
-    chunked = [to_json_line(e) for e in replay_bytes(Translator(CONFIG), chunks)]
+    chunked = [to_json_line(e) for e in replay_bytes(Translator(config), chunks)]
     assert whole == lines == chunked
 
 
@@ -58,13 +59,14 @@ STANDALONE = ("voicemail", "message-in", "message-out")
 def components(path: Path) -> dict[str, list[dict[str, Any]]]:
     """Call components by SubCallID (voicemail and message events stand alone)."""
     by_sub: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for ext_id, event in replay_files(CONFIG, [path]):
+    for ext_id, event in replay_files(config_for(path), [path]):
         if event["EventType"] not in STANDALONE:
             by_sub[event["SubCallID"]].append({"ext": ext_id, **event})
     return by_sub
 
 
-THREADS = {e.id for e in CONFIG.extensions if e.type in ("queue", "ivr")}
+def threads(path: Path) -> set[int]:
+    return {e.id for e in config_for(path).extensions if e.type in ("queue", "ivr")}
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
@@ -82,7 +84,7 @@ def test_component_invariants(path: Path) -> None:
         assert len({e["CallID"] for e in evs}) == 1
         assert len({e["CallFlow"] for e in evs}) == 1
         hangup = evs[-1]
-        if evs[0]["ext"] in THREADS and evs[0]["CallFlow"] == "in":
+        if evs[0]["ext"] in threads(path) and evs[0]["CallFlow"] == "in":
             # queue/IVR in-thread: no answer event; Bridged says whether a person answered
             assert "answer" not in kinds and hangup["Bridged"] in ("yes", "no"), (sub, kinds)
             if hangup["Bridged"] == "yes":
@@ -95,9 +97,6 @@ def test_component_invariants(path: Path) -> None:
         assert all(v not in ("", None) for e in evs for v in e.values())
 
 
-EXTENSIONS = {e.id: (e.extended, e.name) for e in CONFIG.extensions}
-
-
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
 def test_every_event_reads_as_telphin_consumers_read_it(path: Path) -> None:
     """Every event of the fixture: CallFlow in/out (lower case), the event's extension in
@@ -105,16 +104,17 @@ def test_every_event_reads_as_telphin_consumers_read_it(path: Path) -> None:
     or external, CallerIDName present, extension names and ids in agreement."""
     from tests.telphin_consumer import wire_problems
 
-    events = list(replay_files(CONFIG, [path]))
+    events = list(replay_files(config_for(path), [path]))
     assert events
+    extensions = {e.id: (e.extended, e.name) for e in config_for(path).extensions}
     for ext_id, event in events:
-        assert wire_problems(ext_id, event, EXTENSIONS) == [], event
+        assert wire_problems(ext_id, event, extensions) == [], event
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
 def test_standalone_events_have_their_fields(path: Path) -> None:
     """voicemail carries RecID and Duration; messages name both sides and carry the text."""
-    for _, event in replay_files(CONFIG, [path]):
+    for _, event in replay_files(config_for(path), [path]):
         if event["EventType"] == "voicemail":
             assert event["RecID"] and event["Duration"] > 0 and event["CalledExtensionID"]
         elif event["EventType"].startswith("message-"):
@@ -124,7 +124,7 @@ def test_standalone_events_have_their_fields(path: Path) -> None:
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
 def test_all_state_is_dropped_when_calls_end(path: Path) -> None:
     """After a recording in which every channel hung up, no call or channel is left."""
-    t = Translator(CONFIG)
+    t = Translator(config_for(path))
     list(replay_bytes(t, [path.read_bytes()]))
     assert t.channels == {} and t.calls == {} and t._local_uids == {}
 
@@ -134,7 +134,8 @@ def test_replay_cli_is_byte_identical_across_runs() -> None:
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "bridge", "replay", *map(str, PATHS), "--config", str(FIXTURES / "lab.yaml")]
+    lab = [p for p in PATHS if config_path(p) == FIXTURES / "lab.yaml"]
+    cmd = [sys.executable, "-m", "bridge", "replay", *map(str, lab), "--config", str(FIXTURES / "lab.yaml")]
     a = subprocess.run(cmd, capture_output=True, check=True, cwd=REPO).stdout
     b = subprocess.run(cmd, capture_output=True, check=True, cwd=REPO).stdout
     assert a == b and a.count(b"\n") > 50

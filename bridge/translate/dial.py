@@ -71,7 +71,7 @@ class DialRules(Wire):
             self.calls[linkedid] = call
         tech, device = device_of(name)
         exten = msg.get("Exten", "")
-        chan = Channel(uid=uid, name=name, call=call, tech=tech, device=device,
+        chan = Channel(uid=uid, name=name, call=call, tech=tech, device=device, is_local=tech == "Local",
                        dialed=exten if exten and exten not in SPECIAL_EXTENS else None)  # fmt: skip
         self._set_cid(chan, msg, "")
         chan.own_cid_name = chan.cid_name
@@ -99,9 +99,10 @@ class DialRules(Wire):
             # the Dial a blind transfer started is over (a DIALSTATUS before it is the
             # Dial the transfer interrupted)
             chan.transferred_by, chan.transfer_dialed = None, False
-        for other in [p for p in self._pending.values() if p.chan.dialed_by == chan.uid]:
-            other.dial = False  # the Dial is over: no DialEnd will say more
-            self._settle(out, other)
+        if self._pending:
+            for other in self._pending_dialed(chan):
+                other.dial = False  # the Dial is over: no DialEnd will say more
+                self._settle(out, other)
         if value not in IGNORED_DIALSTATUS:
             chan.dial_status_var = value
             # Dial ended without ever reaching a DialBegin (e.g. CHANUNAVAIL)
@@ -133,10 +134,15 @@ class DialRules(Wire):
             return None
         caller = self._chan(msg)
         dest.dialed_by = caller.uid if caller else None
+        if caller is not None and dest.uid not in caller.dials:
+            caller.dials.append(dest.uid)
         dest.dial_string = msg.get("DialString", "")
         origin = self._origin(caller)
-        # what the carrier is shown: the outgoing channel's connected line
-        ani = msg.get("DestConnectedLineNum") if dest.device in self._trunks else None
+        # what the carrier is shown: the caller id the dialing channel passes on (the
+        # outgoing leg's connected line says the same, but races the caller's own update)
+        ani = None
+        if dest.device in self._trunks:
+            ani = msg.get("CallerIDNum") if caller is not None else msg.get("DestConnectedLineNum")
         if ani in UNKNOWN_CID:
             ani = None
         if origin is not None:
@@ -184,11 +190,12 @@ class DialRules(Wire):
         if ext is None or caller is None:
             return False
         src = dial.origin or caller
-        if src.transferred_by is not None:
+        transferee = self._transferred(caller)
+        if transferee is not None and transferee.transferred_by is not None:
             # after a blind transfer the targets (a ring group: each of them) are called on
             # behalf of the transferer but will talk to the transferee: the RemoteNumber
-            fields = {**src.transferred_by.caller_fields(), "RemoteNumber": self._party(src).num}
-            src.transfer_dialed = True
+            fields = {**transferee.transferred_by.caller_fields(), "RemoteNumber": self._party(src).num}
+            transferee.transfer_dialed = True
         else:
             fields = self._party(src, caller).caller_fields(self._via(src))
         fields.update({"CalledNumber": ext.extended, **ext_fields("Called", ext)})
@@ -215,20 +222,46 @@ class DialRules(Wire):
         }
         dest.out_comp = self._start(out, dest, fwd_ext, OUT, ts, fields)
 
+    def _outer_outcome(self, uid: str, status: str) -> None:
+        """Tells a Local pair's dialing half, and what it dials through further Local pairs,
+        how the Dial further out ended."""
+        chan = self.channels.get(uid)
+        if chan is None:
+            return
+        chan.outer_outcome = status
+        for dialed in self._dialed(chan):
+            dialed.outer_outcome = status
+            if dialed.name.startswith("Local/") and dialed.name.endswith(";1"):
+                self._outer_outcome(self._local_uids.get(dialed.name[:-1] + "2", ""), status)
+
     def _dial_end(self, msg: Message, ts: int, out: list[Emitted]) -> Channel | None:
         """A DialEnd: answers on ANSWER, else the callee's outcome. Returns the real caller
         when a person answered its call."""
         dest = self._chan(msg, "Dest")
         status = msg.get("DialStatus", "")
+        if status in IGNORED_DIALSTATUS:
+            return None
+        caller = self._chan(msg)
         pending = self._pending.get(msg.get("DestUniqueid", "")) if dest is None else None
         if pending is not None:
             dest = pending.chan  # the DialEnd came after the Hangup
-        if dest is None or status in IGNORED_DIALSTATUS:
+        if status == "CANCEL":
+            # a leg inside Local pairs is cancelled when the Dial further out gives up: the
+            # outcome is that one (a timeout out there is the phone's NOANSWER)
+            outer = caller.outer_outcome if caller is not None else None
+            status = outer or (dest.outer_outcome if dest is not None else None) or status
+        name = msg.get("DestChannel", "")
+        if status != "ANSWER" and name.startswith("Local/") and name.endswith(";1"):
+            # the other half dials on: it and what it dials learn how this Dial ended (even
+            # if this half already hung up)
+            self._outer_outcome(self._local_uids.get(name[:-1] + "2", ""), status)
+        if dest is None:
             return None
-        caller = self._chan(msg)
         origin = self._origin(caller)
         consult = caller.consult if caller is not None else None
         if status == "ANSWER":
+            if dest.dialed_by is None:
+                dest.answered_dial_at = ts  # a picker: its Pickup event may still come
             for comp in dest.comps:
                 # a callback owner's dial-out is answered by its destination, not by itself
                 if comp.kind != "callback":
@@ -314,20 +347,16 @@ class DialRules(Wire):
         self._drop(chan)
         if open_comps:
             unanswered = [c for c in open_comps if c.answered_at is None]
-            pending = PendingHangup(
-                chan, ts, cause,
-                dial=bool(unanswered) and chan.dialed_by is not None and chan.dial_outcome is None,
-                bridge=in_bridge,
-                originate=chan.dial_status_var is None and any(c.kind == "callback" for c in unanswered),
-            )  # fmt: skip
-            if pending.waiting:
-                self._pending[chan.uid] = pending
+            dial = bool(unanswered) and chan.dialed_by is not None and chan.dial_outcome is None
+            originate = chan.dial_status_var is None and any(c.kind == "callback" for c in unanswered)
+            if dial or in_bridge or originate:
+                self._pending[chan.uid] = PendingHangup(chan, ts, cause, dial, in_bridge, originate)
             else:
-                self._hang_up(out, pending)
+                self._end_all(out, chan, chan.left_at if chan.left_at is not None else ts, cause)
         elif chan.also_ends:
             self._end_all(out, chan, ts, cause)
         if self._pending:
-            for other in [p for p in self._pending.values() if p.chan.dialed_by == chan.uid]:
+            for other in self._pending_dialed(chan):
                 other.dial = False  # its dialer is gone: no DialEnd will say more
                 self._settle(out, other)
 
@@ -340,6 +369,8 @@ class DialRules(Wire):
     def _end_all(self, out: list[Emitted], chan: Channel, ts: int, cause: str) -> None:
         """Every open component on ``chan`` (and those that end with it) ends at ``ts``."""
         self._close_bridged(chan, ts)
+        if not chan.comps and not chan.also_ends:
+            return
         rec = self._var(chan, "RecID") or chan.call.vars.get("MIXMONITOR_FILENAME")
         for comp in chan.comps + chan.also_ends:
             if not comp.ended:
@@ -376,7 +407,7 @@ class DialRules(Wire):
         partner = self._partner(chan)
         real = None
         if partner is not None:
-            real = next((c for c in self.channels.values() if c.dialed_by == partner.uid and c.up_at), None)
+            real = next((c for c in self._dialed(partner) if c.up_at), None)
         if real is None:
             return False
         real.comps.extend(open_comps)

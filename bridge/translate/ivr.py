@@ -15,15 +15,15 @@ from bridge.translate.model import Channel, Emitted
 from bridge.translate.parties import IN
 
 if TYPE_CHECKING:
-    from bridge.ami.message import Message
+    from bridge.config import Extension
 
 
 class IvrRules(DialRules):
     """Entering an IVR context (Newexten) and the IVR answering (Newstate Up)."""
 
-    def _ivr_entered(self, out: list[Emitted], chan: Channel, msg: Message, ts: int) -> None:
-        ivr = self._ivrs.get(msg.get("Context", ""))
-        if ivr is not None and not any(c.kind == "ivr" and not c.ended for c in chan.comps):
+    def _ivr_entered(self, out: list[Emitted], chan: Channel, ivr: Extension, ts: int) -> None:
+        """``chan`` runs the dialplan context of ``ivr``."""
+        if not any(c.kind == "ivr" and not c.ended for c in chan.comps):
             self._start_caller(out, chan, ts, None, ivr)
             self._start(out, chan, ivr, IN, ts, self._reached_fields(chan, ivr), kind="ivr")
 

@@ -15,7 +15,6 @@ Plain data, no rules: the rules are in the flow modules (:mod:`.dial`, :mod:`.qu
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -34,13 +33,23 @@ UNKNOWN_CID = frozenset({"", "<unknown>", "<Unknown>"})
 SPECIAL_EXTENS = frozenset({"s", "h", "t", "i", "T", "e", "o", "a"})
 
 
-#: the unique suffix Asterisk adds to a device's channel name: 8 hex digits for PJSIP
-#: and SIP (``SIP/voipgrid-siproute-docker-00000025``: the peer name has dashes too),
-#: a number for IAX2, DAHDI and the others
-_HEX_SUFFIX = re.compile(r"-[0-9a-f]{8}$")
-_NUMBER_SUFFIX = re.compile(r"-[0-9]+$")
 #: technologies whose channels are not devices
 _NO_DEVICE = frozenset({"Local", "Message", "Bridge", "Announcer", "Recorder", "Snoop", "CBAnn", "CBRec"})
+#: technologies whose unique suffix is 8 hex digits (``SIP/voipgrid-siproute-docker-00000025``:
+#: the peer name has dashes too); the others (IAX2, DAHDI...) end in ``-<number>``
+_HEX_SUFFIXED = frozenset({"PJSIP", "SIP"})
+_HEX = "0123456789abcdef"
+
+
+def _unsuffixed(tech: str, rest: str) -> str:
+    """A channel name without its technology and unique suffix (the name itself if it
+    has none)."""
+    if tech in _HEX_SUFFIXED:
+        if len(rest) > 9 and rest[-9] == "-" and not rest[-8:].strip(_HEX):
+            return rest[:-9]
+        return rest
+    head, dash, tail = rest.rpartition("-")
+    return head if dash and tail.isascii() and tail.isdigit() else rest
 
 
 def device_of(channel: str) -> tuple[str, str | None]:
@@ -52,7 +61,7 @@ def device_of(channel: str) -> tuple[str, str | None]:
     tech, _, rest = channel.partition("/")
     if tech in _NO_DEVICE or not rest:
         return tech, None
-    name = (_HEX_SUFFIX if tech in ("PJSIP", "SIP") else _NUMBER_SUFFIX).sub("", rest, count=1)
+    name = _unsuffixed(tech, rest)
     if tech == "DAHDI":
         name = name.split("/", 1)[0]  # span or group, then the number dialed
     return tech, f"{tech}/{name}"
@@ -110,6 +119,8 @@ class Channel:
     tech: str
     #: the device as the config names it (``PJSIP/101``); None for Local and the like
     device: str | None
+    #: one half of a Local channel pair
+    is_local: bool = False
     cid_num: str = ""
     cid_name: str = ""
     #: caller name when the channel appeared: a phone's own display name, before the
@@ -118,8 +129,14 @@ class Channel:
     dialed: str | None = None
     vars: dict[str, str] = field(default_factory=dict)
     dialed_by: str | None = None
+    #: the Uniqueids of the channels it dialed (DialBegin), in order
+    dials: list[str] = field(default_factory=list)
     dial_string: str = ""
     dial_outcome: str | None = None
+    #: when a Dial that did not ring it was answered by it (a picker, before its Pickup)
+    answered_dial_at: int | None = None
+    #: on a Local pair's dialing half and what it dials: how the Dial further out ended
+    outer_outcome: str | None = None
     dial_status_var: str | None = None
     bridged_since: int | None = None
     bridged_total: int = 0
@@ -149,10 +166,6 @@ class Channel:
     #: components living on another channel that also end when this one hangs up (a
     #: consultation ends when the transferer or the consultation's Local channel goes)
     also_ends: list[Component] = field(default_factory=list)
-
-    @property
-    def is_local(self) -> bool:
-        return self.tech == "Local"
 
 
 @dataclass(slots=True)

@@ -39,13 +39,17 @@ class PickupRules(DialRules):
         # the picker stands where the rung phone stood: the caller's DialEnd names it next
         self._join_call(picker, target.call)
         picker.dialed_by = caller.uid
+        caller.dials.append(picker.uid)
         ext = self._phones.get(picker.device or "")
         if ext is None:
             return
         src = self._origin(caller) or caller
         fields = self._party(src, caller).caller_fields(self._via(src))
         fields.update({"CalledNumber": ext.extended, **ext_fields("Called", ext)})
-        self._start(out, picker, ext, IN, ts, fields, kind="pickup")
+        comp = self._start(out, picker, ext, IN, ts, fields, kind="pickup")
+        if picker.answered_dial_at is not None:
+            # Asterisk sent the caller's DialEnd (ANSWER, naming the picker) first
+            self._answer(out, comp, max(ts, picker.answered_dial_at))
 
     def _on_parkedcall(self, msg: Message, ts: int, out: list[Emitted]) -> None:
         parkee = self.channels.get(msg.get("ParkeeUniqueid", ""))

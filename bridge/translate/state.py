@@ -55,6 +55,8 @@ class State:
         self._bridges: dict[str, dict[str, None]] = {}
         #: channels that hung up and wait for what Asterisk may send after the Hangup
         self._pending: dict[str, PendingHangup] = {}
+        #: DialBegins of a consultation that wait for the transferer to join its bridge
+        self._held: list[tuple[Message, int]] = []
         self._last_ts = 0
         self.problems: list[str] = []
 
@@ -127,6 +129,14 @@ class State:
 
     # ---- Local channel pairs ------------------------------------------------------------
 
+    def _dialed(self, chan: Channel) -> list[Channel]:
+        """The channels ``chan`` dialed that are still there, in the order dialed."""
+        return [c for uid in chan.dials if (c := self.channels.get(uid)) is not None]
+
+    def _pending_dialed(self, chan: Channel) -> list[PendingHangup]:
+        """The hangups waiting of the channels ``chan`` dialed."""
+        return [p for uid in chan.dials if (p := self._pending.get(uid)) is not None]
+
     def _partner(self, chan: Channel) -> Channel | None:
         """The other half of a Local channel pair."""
         if not chan.is_local or len(chan.name) < 2:
@@ -154,6 +164,22 @@ class State:
             chan = peer
         return chan
 
+    def _transferred(self, chan: Channel | None) -> Channel | None:
+        """The channel, on the way back from a dialing one to the real caller (through
+        Local pairs), that a blind transfer marked as transferee, if any."""
+        seen = 0
+        while chan is not None and seen < 16:
+            seen += 1
+            if chan.transferred_by is not None:
+                return chan
+            if not chan.is_local:
+                return None
+            partner = self._partner(chan)
+            if partner is None:
+                return None
+            chan = self.channels.get(partner.dialed_by) if partner.dialed_by else self._bridge_peer(partner)
+        return None
+
     def _far_end(self, chan: Channel | None) -> Channel | None:
         """The real party a channel stands for: itself, or for a Local channel whoever is
         on the other side of its pair (the channel the other half dialed and that
@@ -164,7 +190,7 @@ class State:
             partner = self._partner(chan)
             if partner is None:
                 return chan
-            dialed = [c for c in self.channels.values() if c.dialed_by == partner.uid]
+            dialed = self._dialed(partner)
             nxt = next((c for c in dialed if c.up_at is not None), dialed[0] if dialed else None)
             if nxt is None and partner.dialed_by is not None:
                 nxt = self.channels.get(partner.dialed_by)
@@ -186,7 +212,8 @@ class State:
         return next((p for p in peers if not p.is_local), peers[0] if peers else None)
 
     def _enter_bridge(self, chan: Channel, bridge: str) -> None:
-        self._leave_bridge(chan)
+        if chan.bridge is not None:
+            self._leave_bridge(chan)
         chan.bridge = bridge
         self._bridges.setdefault(bridge, {})[chan.uid] = None
 
@@ -201,14 +228,15 @@ class State:
     def _join_call(self, chan: Channel, call: Call) -> None:
         """``chan`` now belongs to ``call`` (a pickup, a parked call taken, a transfer that
         joined two calls): its later components carry that call's CallID."""
-        old = chan.call
-        if old is call:
-            return
-        old.live.discard(chan.uid)
-        if not old.live:
-            self.calls.pop(old.linkedid, None)
-        chan.call = call
-        call.live.add(chan.uid)
+        for member in (chan, self._partner(chan)):  # a Local pair moves as one
+            if member is None or member.call is call:
+                continue
+            old = member.call
+            old.live.discard(member.uid)
+            if not old.live:
+                self.calls.pop(old.linkedid, None)
+            member.call = call
+            call.live.add(member.uid)
 
     def _merge_calls(self, into: Call, other: Call) -> None:
         """Every channel of ``other`` joins ``into``."""
@@ -220,9 +248,10 @@ class State:
     def _drop(self, chan: Channel) -> None:
         """Forget a channel that hung up, and its call once no channel of it is left."""
         self.channels.pop(chan.uid, None)
-        if self._local_uids.get(chan.name) == chan.uid:
+        if chan.is_local and self._local_uids.get(chan.name) == chan.uid:
             del self._local_uids[chan.name]
-        self._leave_bridge(chan)
+        if chan.bridge is not None:
+            self._leave_bridge(chan)
         call = chan.call
         call.live.discard(chan.uid)
         if not call.live:

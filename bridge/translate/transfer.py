@@ -76,9 +76,9 @@ class TransferRules(DialRules):
             self._end_all(out, chan, ts, "")
 
     def _transfer_target(self, msg: Message) -> Channel | None:
-        """The party the transferer consulted: the event names its channel, or (when the
-        consultation's bridge was merged away) the transferer's consultation leads to it:
-        the channel its Local half dialed and that answered."""
+        """The party the transferer consulted: the event names its channel, or (Asterisk
+        leaves it out when the consultation's bridge was merged away) the transferer's
+        consultation leads to it: the channel its Local half dialed."""
         target = self.channels.get(msg.get("TransferTargetUniqueid", ""))
         if target is not None:
             return self._far_end(target)
@@ -91,8 +91,10 @@ class TransferRules(DialRules):
         local2 = next((c for c in self.channels.values() if c.consult is consult), None)
         if local2 is None:
             return None
-        dialed = [c for c in self.channels.values() if c.dialed_by == local2.uid]
-        return next((c for c in dialed if c.up_at is not None), None)
+        dialed = self._dialed(local2)
+        # the one that answered; before any did (a "blonde" transfer), the one ringing; a
+        # Local pair in between (a wrapped phone) is followed to the phone
+        return self._far_end(next((c for c in dialed if c.up_at is not None), dialed[0] if dialed else None))
 
     def _now_talks_to(self, chan: Channel, party_chan: Channel) -> None:
         """After a transfer ``chan`` talks to ``party_chan``: its open components name that

@@ -50,6 +50,11 @@ __all__ = ["FIELD_ORDER", "PENDING_WAIT_US", "Emitted", "Translator", "diversion
 
 #: how long (stream time) a hangup waits for the events Asterisk may send after it
 PENDING_WAIT_US = 500_000
+#: events that leave held dials held: they say nothing about who dials whom, so they may
+#: come between a consultation's DialBegin and the transferer's BridgeEnter (a DialBegin
+#: then is held too, behind it: the Local pairs a wrapped phone is dialed through)
+_KEEP_HOLDING = frozenset({"BridgeEnter", "BridgeLeave", "Newchannel", "NewCallerid", "Newexten", "VarSet",
+                           "Newstate", "DialBegin"})  # fmt: skip
 
 
 def timestamp_us(value: str | None) -> int | None:
@@ -97,13 +102,20 @@ class Translator(
         out: list[Emitted] = []
         if self._pending:
             self._flush_pending(out, before=ts - PENDING_WAIT_US)
+        if not self._held:
+            handler(self, msg, ts, out)
+            return out
+        if event not in _KEEP_HOLDING:
+            self._release_held(out)
         handler(self, msg, ts, out)
+        if self._held and event == "BridgeEnter":
+            self._release_held(out, ready_only=True)
         return out
 
     @property
     def waiting(self) -> bool:
         """Hangups wait for events Asterisk may still send (see :meth:`flush`)."""
-        return bool(self._pending)
+        return bool(self._pending or self._held)
 
     def flush(self) -> list[Emitted]:
         """The hangups still waiting for events Asterisk sends either before or after a
@@ -111,6 +123,7 @@ class Translator(
         itself lets them go ``PENDING_WAIT_US`` after the Hangup; call this when the stream
         ends or stays quiet that long."""
         out: list[Emitted] = []
+        self._release_held(out)
         self._flush_pending(out)
         return out
 
@@ -150,7 +163,9 @@ class Translator(
         if chan.dialed is None and chan.dialed_by is None:
             self._note_dialed(chan, msg)
         if self._ivrs:
-            self._ivr_entered(out, chan, msg, ts)
+            ivr = self._ivrs.get(msg.get("Context", ""))
+            if ivr is not None:
+                self._ivr_entered(out, chan, ivr, ts)
         if msg.get("Application", "") == "VoiceMail":
             self._voicemail_started(chan, ts)
 
@@ -178,10 +193,38 @@ class Translator(
             self._set_var(chan, name, value)
 
     def _on_dialbegin(self, msg: Message, ts: int, out: list[Emitted]) -> None:
+        if self._held or self._waits_for_consulting(msg):
+            self._held.append((msg, ts))
+            return
+        self._dial(msg, ts, out)
+
+    def _dial(self, msg: Message, ts: int, out: list[Emitted]) -> None:
         dial = self._dial_begin(msg, ts, out)
         if dial is None or self._owner_rung(out, dial, msg, ts) or self._phone_rung(out, dial, ts):
             return
         self._forwarded_leg(out, dial, ts)
+
+    # ---- a consultation's dial that came before the transferer joined its bridge ------
+
+    def _waits_for_consulting(self, msg: Message) -> bool:
+        """A Local pair no Dial created dials while its other half is in no bridge with
+        anyone yet: an attended transfer's consultation whose transferer joins that
+        bridge in the same instant, before or after (Asterisk sends either)."""
+        caller = self.channels.get(msg.get("Uniqueid") or "")
+        if caller is None or not caller.is_local:
+            return False
+        local1 = self._partner(caller)
+        return local1 is not None and local1.dialed_by is None and self._bridge_peer(local1) is None
+
+    def _release_held(self, out: list[Emitted], ready_only: bool = False) -> None:
+        """Held dials go on, in the order they came: once the first one's consulting phone
+        joined the bridge (``ready_only``), or before any event that may depend on them
+        (nobody will join then)."""
+        if not self._held or (ready_only and self._waits_for_consulting(self._held[0][0])):
+            return
+        held, self._held = self._held, []
+        for msg, ts in held:
+            self._dial(msg, ts, out)
 
     def _on_dialend(self, msg: Message, ts: int, out: list[Emitted]) -> None:
         answered = self._dial_end(msg, ts, out)
