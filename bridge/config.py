@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(Exception):
@@ -108,6 +108,16 @@ class Extension(_Strict):
         """The extended number ``client*short``: the name without ``@domain``. Telphin writes
         the PBX's own extensions this way in CallerIDNum/CalledNumber."""
         return self.name.split("@", 1)[0]
+
+
+#: ``variables: <preset>`` (or ``variables: {preset: <preset>, ...}`` to change some): the
+#: names a known dialplan already uses. FreePBX sets FROM_DID on inbound routes, names its
+#: recordings CALLFILENAME, and keeps the extension a call was for in EXTTOCALL (a
+#: forwarded or follow-me leg to the trunk still carries it).
+VARIABLE_PRESETS: dict[str, dict[str, str]] = {
+    "default": {},
+    "freepbx": {"did": "FROM_DID", "recording_id": "CALLFILENAME", "forwarded_from": "EXTTOCALL"},
+}
 
 
 class Variables(_Strict):
@@ -298,6 +308,20 @@ class Config(_Strict):
     def trunk_devices(self) -> list[str]:
         """The trunks as their channels name them (``PJSIP/trunk``, ``SIP/voipgrid``)."""
         return [device(t) for t in self.trunks]
+
+    @field_validator("variables", mode="before")
+    @classmethod
+    def _preset(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = {"preset": value}
+        if isinstance(value, dict) and "preset" in value:
+            name = value["preset"]
+            preset = VARIABLE_PRESETS.get(name) if isinstance(name, str) else None
+            if preset is None:
+                raise ValueError(f"unknown preset {name!r}: use one of {', '.join(VARIABLE_PRESETS)}, "
+                                 "or name each variable")  # fmt: skip
+            return {**preset, **{k: v for k, v in value.items() if k != "preset"}}
+        return value
 
     @model_validator(mode="after")
     def _unique(self) -> Config:

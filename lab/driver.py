@@ -41,6 +41,8 @@ ROOT = CACHE / "chroot"
 RUN_DIR = "/opt/ami-bridge-lab/run"  # inside the chroot
 AMI = ("127.0.0.1", 15038)
 CARRIER_IP = "127.0.0.2"
+#: the FreePBX-style profile's carrier (trunk fpbx-trunk, extensions_freepbx.conf)
+FREEPBX_CARRIER_IP = "127.0.0.3"
 EXTERNAL = "+79161234567"
 
 
@@ -119,9 +121,10 @@ class Lab:
         """Phone ``ext`` answers the calls Asterisk sends it (see sippgen.uas)."""
         await self._sipp(f"uas-{ext}", sippgen.uas(ext, action, **kw), "127.0.0.1", 16000 + int(ext), False)
 
-    async def carrier(self, action: str = "answer", **kw: object) -> None:
-        """The carrier answers calls sent to the trunk."""
-        await self._sipp("uas-carrier", sippgen.uas("carrier", action, **kw), CARRIER_IP, 15070, False)
+    async def carrier(self, action: str = "answer", ip: str = CARRIER_IP, **kw: object) -> None:
+        """The carrier answers calls sent to the trunk (``ip``: FREEPBX_CARRIER_IP for the
+        FreePBX-style profile's trunk)."""
+        await self._sipp("uas-carrier", sippgen.uas("carrier", action, **kw), ip, 15070, False)
 
     async def message_phone(self, ext: str) -> None:
         await self._sipp(f"msg-{ext}", sippgen.message_uas(ext), "127.0.0.1", 16000 + int(ext), False)
@@ -131,10 +134,10 @@ class Lab:
         xml = sippgen.uac(ext, name, target, **kw)  # type: ignore[arg-type]
         return self._run_uac(f"uac-{ext}-{target}", xml, "127.0.0.1", 17000 + int(ext))
 
-    def inbound(self, caller: str, did: str, **kw: object) -> Awaitable[None]:
+    def inbound(self, caller: str, did: str, ip: str = CARRIER_IP, **kw: object) -> Awaitable[None]:
         """The carrier delivers a call from ``caller`` to DID ``did``."""
         xml = sippgen.uac(caller, "", did, **kw)  # type: ignore[arg-type]
-        return self._run_uac(f"uac-carrier-{did}", xml, CARRIER_IP, 15071)
+        return self._run_uac(f"uac-carrier-{did}", xml, ip, 15071)
 
     def message(self, ext: str, name: str, target: str, text: str) -> Awaitable[None]:
         return self._run_uac(
@@ -697,6 +700,95 @@ async def voicemail_unregistered(lab: Lab) -> None:
     await lab.call("101", "Anna", "106", hold_ms=12000, audio=True, audio_after_ms=5000)
 
 
+# ---- the FreePBX-style profile (extensions_freepbx.conf, fixtures/freepbx.yaml) ----------
+
+
+@scenario
+async def freepbx_internal(lab: Lab) -> None:
+    """FreePBX-style: 201 calls 202 (from-internal, ext-local, macro-dial-one dialing the
+    contact PJSIP/202/sip:202@...); 202 answers after 1 s; 201 hangs up after 3 s."""
+    await lab.phone("202", ring_ms=1000)
+    await lab.call("201", "Anna", "202", hold_ms=3000)
+
+
+@scenario
+async def freepbx_did_recorded(lab: Lab) -> None:
+    """FreePBX-style: +74957654321 calls DID 74952230001 on fpbx-trunk (from-pstn,
+    ext-did: FROM_DID, sub-record-check: CALLFILENAME and MixMonitor) routed to 201, which
+    answers after 1 s; the caller hangs up after 3 s."""
+    await lab.phone("201", ring_ms=1000, audio=True)
+    await lab.inbound("+74957654321", "74952230001", ip=FREEPBX_CARRIER_IP, hold_ms=3000, audio=True)
+
+
+@scenario
+async def freepbx_ring_group(lab: Lab) -> None:
+    """FreePBX-style: +74957654321 calls DID 74952230002, the ring group 610 (ext-group,
+    both contacts dialed at once from the caller's channel): 203 answers after 2 s, 202 is
+    cancelled; the caller hangs up after 3 s."""
+    await lab.phone("202", "ring")
+    await lab.phone("203", ring_ms=2000)
+    await lab.inbound("+74957654321", "74952230002", ip=FREEPBX_CARRIER_IP, hold_ms=3000)
+
+
+@scenario
+async def freepbx_queue(lab: Lab) -> None:
+    """FreePBX-style: 201 calls 310, the queue "fpbx" whose members are
+    Local/202@from-queue/n and Local/203@from-queue/n (from-queue-exten-only,
+    macro-dial-one); 202 answers after 2 s, 203 is cancelled; 201 hangs up after 3 s."""
+    await lab.phone("202", ring_ms=2000)
+    await lab.phone("203", "ring")
+    await lab.call("201", "Anna", "310", hold_ms=3000)
+
+
+@scenario
+async def freepbx_followme(lab: Lab) -> None:
+    """FreePBX-style follow-me of 204 to +79161234567 (AstDB FM/204): 201 calls 204;
+    ext-findmefollow dials Local/FMPR-204 (the phone, through macro-dial-one) and
+    Local/FMGL-+79161234567# (the number, through from-internal and the outbound route,
+    EXTTOCALL=204) at once; the phone only rings, the mobile answers after 1 s; 201 hangs
+    up after 3 s."""
+    await lab.db("FM", "204", EXTERNAL)
+    await lab.phone("204", "ring")
+    await lab.carrier(ring_ms=1000, ip=FREEPBX_CARRIER_IP)
+    await lab.call("201", "Anna", "204", hold_ms=3000)
+
+
+@scenario
+async def freepbx_cf_external(lab: Lab) -> None:
+    """FreePBX-style call forwarding: 205 forwards to +79161234567 (AstDB CF/205).
+    +74957654321 calls DID 74952230004 (205); macro-dial-one dials
+    Local/+79161234567@from-internal/n (DIVERSION_REASON=unconditional, EXTTOCALL=205),
+    the outbound route takes it to fpbx-trunk; the mobile answers after 1 s and hangs up
+    after 3 s."""
+    await lab.db("CF", "205", EXTERNAL)
+    await lab.carrier(ring_ms=1000, hold_ms=3000, ip=FREEPBX_CARRIER_IP)
+    await lab.inbound("+74957654321", "74952230004", ip=FREEPBX_CARRIER_IP, hold_ms=None)
+
+
+# ---- the Local-wrapped profile ---------------------------------------------------------
+# These scenarios again, with every phone dialed through two Local channel pairs (AstDB
+# LAB/wrap=1): they must give the same events as the plain recordings.
+WRAPPED = (
+    "internal-answered-caller-hangup", "internal-busy", "internal-cancel", "inbound-did-recorded",
+    "blind-transfer-ami", "attended-transfer", "pickup-directed", "voicemail", "park-retrieve",
+    "call-waiting",
+)  # fmt: skip
+
+
+def _wrapped(plain: Scenario) -> Scenario:
+    async def run(lab: Lab) -> None:
+        await lab.db("LAB", "wrap", "1")
+        await plain(lab)
+
+    run.__doc__ = (f"{plain.__doc__}\n\nEvery phone is dialed through Local/<ext>@wrap-outer/n, then "
+                   "Local/<ext>#@wrap-inner (AstDB LAB/wrap=1).")  # fmt: skip
+    return run
+
+
+for _name in WRAPPED:
+    SCENARIOS[f"wrapped-{_name}"] = _wrapped(SCENARIOS[_name])
+
+
 # ---- recording -----------------------------------------------------------------------
 
 
@@ -769,7 +861,7 @@ async def record_one(name: str, out_dir: Path) -> Path:
     else:
         raise ScenarioError("lab AMI user could not log in: is the lab up? (lab/lab.sh up)")
     # fresh per-phone switches for every scenario
-    for family in ("CF", "FM", "VM"):
+    for family in ("CF", "FM", "VM", "LAB"):
         await ami.send_action({"Action": "DBDelTree", "Family": family})
     path = out_dir / f"{name}.ami"
     tmp = path.with_suffix(".ami.tmp")

@@ -89,6 +89,29 @@ def test_endpoints_name_their_technology(endpoint: str, device: str) -> None:
     assert config.trunk_devices == [device + "-trunk"]
 
 
+@pytest.mark.parametrize(
+    ("text", "did", "recording", "forwarded", "tag"),
+    [
+        ("variables: freepbx", "FROM_DID", "CALLFILENAME", "EXTTOCALL", "TAG"),
+        ("variables: {preset: freepbx, tag: CRM_TAG}", "FROM_DID", "CALLFILENAME", "EXTTOCALL", "CRM_TAG"),
+        ("variables: default", "DID", "RECID", "FORWARDED_FROM", "TAG"),
+        ("variables: {did: MYDID}", "MYDID", "RECID", "FORWARDED_FROM", "TAG"),
+    ],
+)  # fmt: skip
+def test_variable_presets_name_a_dialplan_in_one_line(text: str, did: str, recording: str, forwarded: str,
+                                                      tag: str) -> None:  # fmt: skip
+    """``variables: freepbx`` maps FreePBX's own variables; a preset can be adjusted per key."""
+    v = parse_config(GOOD_AMI + text).variables
+    assert (v.did, v.recording_id, v.forwarded_from, v.tag) == (did, recording, forwarded, tag)
+
+
+def test_an_unknown_preset_is_named_with_the_known_ones() -> None:
+    """A misspelt preset is an error that lists the presets."""
+    with pytest.raises(ConfigError) as err:
+        parse_config(GOOD_AMI + "variables: freepbxx", "t.yaml")
+    assert "variables: unknown preset 'freepbxx': use one of default, freepbx" in str(err.value)
+
+
 def test_check_config_cli_exit_codes(tmp_path: Path) -> None:
     """`ami-bridge check-config` exits 0 on a good file and 1 with the problem on a bad one."""
     ok = subprocess.run([sys.executable, "-m", "bridge", "check-config", str(REPO / "config.example.yaml")],

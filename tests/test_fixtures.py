@@ -329,7 +329,57 @@ KEY_EVENTS: dict[str, list[tuple[str, dict[str, str]]]] = {
         ("VarSet", {"Variable": "VMSTATUS", "Value": "SUCCESS"}),
         ("!DialBegin", {}),
     ],
+    # the FreePBX-style profile (lab/asterisk/extensions_freepbx.conf)
+    "freepbx-internal": [
+        ("Newexten", {"Context": "macro-dial-one"}),
+        (
+            "DialBegin",
+            {"Channel": "PJSIP/201-*", "DestChannel": "PJSIP/202-*", "DialString": "202/sip:202@*"},
+        ),
+        ("VarSet", {"Variable": "__EXTTOCALL", "Value": "202"}),
+        ("DialEnd", {"DialStatus": "ANSWER"}),
+    ],
+    "freepbx-did-recorded": [
+        ("Newchannel", {"Channel": "PJSIP/fpbx-trunk-*", "Exten": "74952230001", "Context": "from-pstn"}),
+        ("VarSet", {"Variable": "__FROM_DID", "Value": "74952230001"}),
+        ("VarSet", {"Variable": "__CALLFILENAME"}),
+        ("MixMonitorStart", {}),
+        ("DialEnd", {"DestChannel": "PJSIP/201-*", "DialStatus": "ANSWER"}),
+    ],
+    "freepbx-ring-group": [
+        ("Newexten", {"Context": "ext-group", "Exten": "610"}),
+        ("DialEnd", {"DestChannel": "PJSIP/202-*", "DialStatus": "CANCEL"}),
+        ("DialEnd", {"DestChannel": "PJSIP/203-*", "DialStatus": "ANSWER"}),
+    ],
+    "freepbx-queue": [
+        ("QueueCallerJoin", {"Queue": "fpbx"}),
+        ("AgentCalled", {"DestChannel": "Local/202@from-queue-*;1"}),
+        ("Newexten", {"Context": "from-queue-exten-only"}),
+        ("DialEnd", {"DestChannel": "PJSIP/202-*", "DialStatus": "ANSWER"}),
+        ("AgentConnect", {}),
+    ],
+    "freepbx-followme": [
+        ("DialBegin", {"Channel": "PJSIP/201-*", "DestChannel": "Local/FMPR-204@from-internal-fm-*;1"}),
+        (
+            "DialBegin",
+            {"Channel": "PJSIP/201-*", "DestChannel": "Local/FMGL-+79161234567#@from-internal-fm-*;1"},
+        ),
+        ("DialEnd", {"DestChannel": "PJSIP/fpbx-trunk-*", "DialStatus": "ANSWER"}),
+    ],
+    "freepbx-cf-external": [
+        ("VarSet", {"Variable": "__DIVERSION_REASON", "Value": "unconditional"}),
+        ("DialBegin", {"DestChannel": "Local/+79161234567@from-internal-*;1"}),
+        ("DialEnd", {"DestChannel": "PJSIP/fpbx-trunk-*", "DialStatus": "ANSWER"}),
+    ],
 }
+# the Local-wrapped profile: every phone dialed through two Local pairs
+for _path in PATHS:
+    if _path.stem.startswith("wrapped-"):
+        KEY_EVENTS[_path.stem] = [
+            ("VarSet", {"Variable": "TARGET", "Value": "Local/1*@wrap-outer/n"}),
+            ("DialBegin", {"DestChannel": "Local/1*@wrap-outer-*;1"}),
+            ("DialBegin", {"Channel": "Local/1*#@wrap-inner-*;2", "DestChannel": "PJSIP/1*"}),
+        ]
 
 
 def matches(m: Message, fields: dict[str, str]) -> bool:

@@ -11,6 +11,7 @@ The live tier (tests/lab/test_consumer_live.py) checks the same rows against the
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -25,9 +26,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bridge.config import Config, load_config
+from bridge.config import load_config
 from bridge.demo import ReplayServer
-from tests.conftest import FIXTURES, REPO, fixture_paths, free_port
+from tests.conftest import FIXTURES, REPO, config_path, fixture_paths, free_port
 from tests.telphin_consumer import Consumer, Hangup
 
 CONFIG = load_config(FIXTURES / "lab.yaml")
@@ -109,12 +110,24 @@ EXPECTED: dict[str, list[tuple[int, str, str]]] = {
     "sip-message": [],
     # nobody answered 102; the voicemail that took the message is not a person
     "voicemail": [(1101, B, "NOANSWER"), (1102, A, "NOANSWER")],
+    # the FreePBX-style profile (fixtures/freepbx.yaml: phones 201-205, queue 310)
+    "freepbx-internal": [(1201, "000*202", "ANSWER"), (1202, "000*201", "ANSWER")],
+    "freepbx-did-recorded": [(1201, OUTSIDE, "ANSWER")],
+    "freepbx-ring-group": [(1202, OUTSIDE, "CANCEL"), (1203, OUTSIDE, "ANSWER")],
+    "freepbx-queue": [(1201, "000*310", "ANSWER"), (1202, "000*201", "ANSWER"), (1203, "000*201", "CANCEL")],
+    "freepbx-followme": [(1201, "000*204", "ANSWER"), (1204, "000*201", "CANCEL"), (1204, MOBILE, "ANSWER")],
+    "freepbx-cf-external": [(1205, MOBILE, "ANSWER")],
 }
+# the Local-wrapped profile: what the plain recordings give
+EXPECTED.update({p.stem: EXPECTED[p.stem.removeprefix("wrapped-")] for p in fixture_paths()
+                 if p.stem.startswith("wrapped-")})  # fmt: skip
+#: the lab's profiles: their configuration and their fixtures
+PROFILES = {"lab": FIXTURES / "lab.yaml", "freepbx": FIXTURES / "freepbx.yaml"}
 
 
-def consumer(config: Config = CONFIG) -> Consumer:
-    """The CRM's view of the client's extensions: short number -> id."""
-    return Consumer({e.short: e.id for e in config.extensions})
+def consumer() -> Consumer:
+    """The CRM's view of the client's extensions (both profiles'): short number -> id."""
+    return Consumer({e.short: e.id for path in PROFILES.values() for e in load_config(path).extensions})
 
 
 def filed(hangups: list[Hangup]) -> Counter[tuple[int, str, str]]:
@@ -146,38 +159,47 @@ async def crm() -> AsyncIterator[tuple[Consumer, str, list[dict[str, Any]]]]:
     await server.close()
 
 
+def daemon_config(profile: Path, ami_port: int, tmp_path: Path) -> str:
+    """A profile's bridge configuration for a daemon on loopback."""
+    base = load_config(profile)
+    return f"""
+ami: {{host: 127.0.0.1, port: {ami_port}, username: crm, secret: crm}}
+extensions:
+{"".join(f"  - {e.model_dump_json(exclude_none=True)}{chr(10)}" for e in base.extensions)}
+trunks: {json.dumps(base.trunks)}
+variables: {base.variables.model_dump_json()}
+api: {{listen: "127.0.0.1:{free_port()}", tokens: []}}
+store: {{path: "{tmp_path / "bridge.db"}"}}
+delivery: {{backoff_initial: 0.2, backoff_max: 1, allow_networks: ["127.0.0.0/8"]}}
+"""
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
 async def test_every_phone_hangup_of_every_fixture_is_filed_right(
-    crm: tuple[Consumer, str, list[dict[str, Any]]], tmp_path: Path
+    crm: tuple[Consumer, str, list[dict[str, Any]]], tmp_path: Path, profile: str
 ) -> None:
-    """All fixtures replayed over AMI to the daemon process; every phone subscribed to
-    dial-in, dial-out and hangup (half of them by GET, half by POST, with the CRM's own
-    query parameter): the consumer files exactly the expected hangups, drops none, and
-    each is filed under the extension whose subscription received it."""
+    """All fixtures of a lab profile replayed over AMI to the daemon process; every phone
+    subscribed to dial-in, dial-out and hangup (half of them by GET, half by POST, with
+    the CRM's own query parameter): the consumer files exactly the expected hangups, drops
+    none, and each is filed under the extension whose subscription received it."""
     consumer_, url, raw = crm
-    replay = ReplayServer([(p.stem, p.read_bytes()) for p in fixture_paths()], speed=50, max_gap=0.05,
+    paths = [p for p in fixture_paths() if config_path(p) == PROFILES[profile]]
+    replay = ReplayServer([(p.stem, p.read_bytes()) for p in paths], speed=50, max_gap=0.05,
                           fresh_ids=False)  # fmt: skip
     replay.go.clear()
     ami_port = await replay.start()
-    api_port = free_port()
     config = tmp_path / "bridge.yaml"
-    config.write_text(f"""
-ami: {{host: 127.0.0.1, port: {ami_port}, username: crm, secret: crm}}
-extensions:
-{"".join(f"  - {e.model_dump_json(exclude_none=True)}{chr(10)}" for e in CONFIG.extensions)}
-trunks: [trunk]
-api: {{listen: "127.0.0.1:{api_port}", tokens: []}}
-store: {{path: "{tmp_path / "bridge.db"}"}}
-delivery: {{backoff_initial: 0.2, backoff_max: 1, allow_networks: ["127.0.0.0/8"]}}
-""")
+    config.write_text(daemon_config(PROFILES[profile], ami_port, tmp_path))
     from bridge.store import Store
 
     store = Store(str(tmp_path / "bridge.db"))
-    for i, ext in enumerate(PHONES):
+    phones = [e for e in load_config(PROFILES[profile]).extensions if e.type == "phone"]
+    for i, ext in enumerate(phones):
         method = "GET" if i % 2 else "POST"
         for kind in ("dial-in", "dial-out", "hangup"):
             store.add_subscription(ext.id, kind, f"{url}/telphin/{ext.id}?myid={ext.id}", method)
     store.close()
-    expected = sum((Counter(rows) for rows in EXPECTED.values()), Counter[tuple[int, str, str]]())
+    expected = sum((Counter(EXPECTED[p.stem]) for p in paths), Counter[tuple[int, str, str]]())
     with open(tmp_path / "daemon.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "bridge", "run", "--config", str(config)],
                                 cwd=REPO, stderr=log)  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -46,10 +47,19 @@ async def receiver() -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
 
 @pytest.fixture
 async def daemon(tmp_path: Path) -> AsyncIterator[str]:
+    """``ami-bridge run`` against the lab, with the lab's configuration (fixtures/lab.yaml)."""
+    async with running_daemon(tmp_path, FIXTURES / "lab.yaml") as base:
+        yield base
+
+
+@contextlib.asynccontextmanager
+async def running_daemon(tmp_path: Path, profile: Path) -> AsyncIterator[str]:
+    """``ami-bridge run`` against the lab with a profile's configuration (fixtures/*.yaml),
+    the test token, a store in ``tmp_path`` and the lab's voicemail spool; its base URL."""
     port = free_port()
     config = tmp_path / "bridge.yaml"
     config.write_text(
-        (FIXTURES / "lab.yaml").read_text()
+        profile.read_text()
         + f"""
 api: {{listen: "127.0.0.1:{port}", tokens: [{{token: {TOKEN}}}]}}
 store: {{path: "{tmp_path / "bridge.db"}"}}
