@@ -16,7 +16,8 @@ CONFIG = load_config(FIXTURES / "lab.yaml")
 EXTENDED = {e.id: e.extended for e in CONFIG.extensions}
 #: the call-flow examples, in the README's order, and the fixture each shows
 FLOWS = ["queue-answered-second-member", "ivr-to-phone", "callback-answered", "blind-transfer-refer",
-         "voicemail", "sip-message", "forward-external-from-trunk", "inbound-did-recorded"]  # fmt: skip
+         "voicemail", "sip-message", "forward-external-from-trunk", "inbound-did-recorded",
+         "ring-group-answered", "pickup-directed", "park-retrieve", "conference", "attended-transfer"]  # fmt: skip
 TELLING = ["CalledDID", "Duration", "BridgedDuration", "Bridged", "RecID", "Diversion", "ClientApiID",
            "CallBackID", "Tag", "Transfered", "RemoteNumber", "ANI", "Message"]  # fmt: skip
 
