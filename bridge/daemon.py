@@ -29,8 +29,8 @@ from bridge.ami.filter import coarse_filter, early_filter, needs
 from bridge.ami.message import Message
 from bridge.ami.source import AmiSource, SourceItem
 from bridge.api import DISPATCHER_KEY, make_app
+from bridge.api.control import ACTIONS_KEY, TRANSLATOR_KEY
 from bridge.config import Config
-from bridge.control import ACTIONS_KEY, TRANSLATOR_KEY
 from bridge.delivery.dispatcher import Dispatcher
 from bridge.delivery.guard import GuardedResolver, parse_networks
 from bridge.delivery.http import make_client

@@ -168,7 +168,7 @@ class Lab:
         await self.action(
             Action="Originate", Channel=f"PJSIP/{owner}", Context="callback", Exten=dest, Priority="1",
             CallerID=f'"Callback" <{dest}>', Timeout=str(timeout_ms), Async="true",
-            ChannelId=f"cb-{callback_id}",  # the bridge's own convention (bridge/control.py)
+            ChannelId=f"cb-{callback_id}",  # the bridge's own convention (bridge/api/control.py)
             Variable=[f"__CALLBACKID={callback_id}", f"__TAG={tag}"],  # type: ignore[arg-type]
         )  # fmt: skip
 

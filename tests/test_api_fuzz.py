@@ -14,8 +14,8 @@ from aiohttp import web
 from hypothesis import HealthCheck, settings
 
 from bridge.api import make_app
+from bridge.api.openapi import openapi
 from bridge.config import parse_config
-from bridge.openapi import openapi
 from bridge.store import Store
 from tests.conftest import free_port
 

@@ -16,8 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from bridge.ami.message import parse
 from bridge.ami.source import ActionError
 from bridge.api import make_app
+from bridge.api.control import ACTIONS_KEY, TRANSLATOR_KEY
 from bridge.config import parse_config
-from bridge.control import ACTIONS_KEY, TRANSLATOR_KEY
 from bridge.store import Store
 from bridge.translate import Translator
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.api import CONFIG_KEY, TOKEN_KEY, ApiError, _body, _extension_id
+from bridge.api.app import CONFIG_KEY, TOKEN_KEY, ApiError, _body, _extension_id, route
 from bridge.config import dial_through
 from bridge.translate import Translator
 
@@ -137,6 +137,6 @@ async def transfer(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/extension/{extension_id}/callback/", callback)
+    route(app, "POST", "/extension/{extension_id}/callback/", callback)
     app.router.add_delete("/calls/{call_api_id}", hangup)
     app.router.add_post("/calls/{call_api_id}/transfer", transfer)

@@ -1,8 +1,10 @@
-"""The REST API: Telphin-compatible extension event subscriptions, over aiohttp.
+"""The REST API's frame: the aiohttp application, authentication, rate limits and errors.
 
-``POST/GET/DELETE /extension/{id}/event/``, ``GET/PUT/DELETE /extension/{id}/event/{sub}``
-and ``GET /limit/``. Every request carries ``Authorization: Bearer <token>``; a token
-may be limited to some extensions.
+Each resource module (``subscriptions``, ``control``...) adds its routes with
+:func:`route`, which serves every path both bare and under ``/api/ver1.0/`` (where
+Telphin's clients call it). Requests under ``/extension/``, ``/limit``, ``/deliveries``,
+``/calls/`` and ``/api/`` carry ``Authorization: Bearer <token>``; a token may be limited
+to some extensions.
 
 REST conventions are Telphin's: 201 on a successful POST, 204 (no body) on DELETE, 200
 on GET/PUT. Every error is JSON, never a bare 500: ``{"status": code, "message": text,
@@ -21,18 +23,18 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from bridge.config import ApiToken, Config, token_digest
-from bridge.store import DELIVERY_STATES, Store, StoreError, Subscription
+from bridge.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPES = ("dial-in", "dial-out", "answer", "hangup", "voicemail", "message-in", "message-out")
-METHODS = ("GET", "POST")
-MAX_URL = 2048
+#: where Telphin's API lives; every resource is served there and at its bare path
+PREFIX = "/api/ver1.0"
+#: paths that need a bearer token
+PROTECTED = ("/extension/", "/limit", "/deliveries", "/calls/", "/api/")
 
 CONFIG_KEY = web.AppKey("config", Config)
 STORE_KEY = web.AppKey("store", Store)
@@ -121,7 +123,7 @@ def _rate_headers(limit: int, remaining: int, reset: int) -> dict[str, str]:
 async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     headers: dict[str, str] = {}
     try:
-        if request.path.startswith(("/extension/", "/limit", "/deliveries", "/calls/")):
+        if request.path.startswith(PROTECTED):
             # limit per token (its digest: the token itself is never kept or logged)
             auth = request.headers.get("Authorization", "")
             key = token_digest(auth).hex() if auth else f"ip:{request.remote}"
@@ -165,13 +167,6 @@ def _extension_id(request: web.Request) -> int:
     return ext_id
 
 
-def _sub_id(request: web.Request) -> int:
-    raw = request.match_info["sub_id"]
-    if not (raw.isascii() and raw.isdigit()):
-        raise ApiError(404, "not_found", f"no subscription {raw!r}", "id")
-    return int(raw)
-
-
 async def _body(request: web.Request) -> dict[str, Any]:
     ctype = request.content_type
     if ctype != "application/json":
@@ -186,163 +181,21 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return data
 
 
-def validate_subscription(data: dict[str, Any]) -> tuple[str, str, str]:
-    """(url, event_type, method) from a request body, or ApiError naming the field."""
-    unknown = sorted(set(data) - {"url", "event_type", "method"})
-    if unknown:
-        raise ApiError(400, "invalid_request", f"unknown field {unknown[0]!r}", unknown[0])
-    for name in ("url", "event_type", "method"):
-        if name not in data:
-            raise ApiError(400, "invalid_request", f"{name} is required", name)
-        if not isinstance(data[name], str):
-            raise ApiError(400, "invalid_request", f"{name} must be a string", name)
-    url, event_type, method = data["url"].strip(), data["event_type"], data["method"].upper()
-    if event_type not in EVENT_TYPES:
-        raise ApiError(
-            400, "invalid_request", f"event_type must be one of {', '.join(EVENT_TYPES)}", "event_type"
-        )
-    if method not in METHODS:
-        raise ApiError(400, "invalid_request", "method must be GET or POST", "method")
-    if len(url) > MAX_URL:
-        raise ApiError(400, "invalid_request", f"url is longer than {MAX_URL} characters", "url")
-    try:
-        parts = urlsplit(url)
-        _ = parts.port
-    except ValueError as err:
-        raise ApiError(400, "invalid_request", f"url is not a valid URL: {err}", "url") from err
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ApiError(400, "invalid_request", "url must be an absolute http:// or https:// URL", "url")
-    return url, event_type, method
-
-
-async def _guard(request: web.Request, url: str) -> None:
-    from bridge.delivery.guard import check_host, parse_networks
-
-    allow = parse_networks(request.app[CONFIG_KEY].delivery.allow_networks)
-    why = await check_host(urlsplit(url).hostname or "", allow)
-    if why:
-        raise ApiError(400, "invalid_request", f"url refused: {why}; an operator can allow it with "
-                       "delivery.allow_networks", "url")  # fmt: skip
-
-
-async def create(request: web.Request) -> web.Response:
-    ext_id = _extension_id(request)
-    url, event_type, method = validate_subscription(await _body(request))
-    store, api = request.app[STORE_KEY], request.app[CONFIG_KEY].api
-    if store.count(ext_id) >= api.max_subscriptions_per_extension:
-        raise ApiError(409, "limit_exceeded",
-                       f"extension {ext_id} already has {api.max_subscriptions_per_extension} subscriptions "
-                       "(the maximum, see GET /limit/)")  # fmt: skip
-    if store.count() >= api.max_subscriptions_total:
-        most = api.max_subscriptions_total
-        raise ApiError(409, "limit_exceeded", f"the bridge already has {most} subscriptions (the maximum)")
-    await _guard(request, url)
-    sub = store.add_subscription(ext_id, event_type, url, method)
-    return web.json_response(sub.public(), status=201)
-
-
-async def list_(request: web.Request) -> web.Response:
-    ext_id = _extension_id(request)
-    return web.json_response([s.public() for s in request.app[STORE_KEY].subscriptions(ext_id)])
-
-
-async def delete_all(request: web.Request) -> web.Response:
-    ext_id = _extension_id(request)
-    request.app[STORE_KEY].delete_subscriptions(ext_id)
-    return web.Response(status=204)
-
-
-def _existing(request: web.Request) -> Subscription:
-    ext_id = _extension_id(request)
-    sub_id = _sub_id(request)
-    sub = request.app[STORE_KEY].subscription(ext_id, sub_id)
-    if sub is None:
-        raise ApiError(404, "not_found", f"extension {ext_id} has no subscription {sub_id}", "id")
-    return sub
-
-
-async def get_one(request: web.Request) -> web.Response:
-    return web.json_response(_existing(request).public())
-
-
-async def put_one(request: web.Request) -> web.Response:
-    sub = _existing(request)
-    url, event_type, method = validate_subscription(await _body(request))
-    await _guard(request, url)
-    new = Subscription(sub.id, sub.extension_id, event_type, url, method)
-    request.app[STORE_KEY].update_subscription(new)
-    return web.json_response(new.public())
-
-
-async def delete_one(request: web.Request) -> web.Response:
-    sub = _existing(request)
-    request.app[STORE_KEY].delete_subscription(sub.extension_id, sub.id)
-    return web.Response(status=204)
-
-
-async def limits(request: web.Request) -> web.Response:
-    config, store = request.app[CONFIG_KEY], request.app[STORE_KEY]
-    token: ApiToken = request[TOKEN_KEY]
-    ids = [e.id for e in config.extensions if token.extensions is None or e.id in token.extensions]
-    return web.json_response({
-        "event_subscriptions": {
-            "max_per_extension": config.api.max_subscriptions_per_extension,
-            "max_total": config.api.max_subscriptions_total,
-            "used_total": store.count(),
-            "used_by_extension": {str(i): store.count(i) for i in ids},
-        }
-    })  # fmt: skip
-
-
-def _admin(request: web.Request) -> None:
-    if request[TOKEN_KEY].extensions is not None:
-        raise ApiError(403, "forbidden", "only a token without an extensions list may manage deliveries")
-
-
-async def list_deliveries(request: web.Request) -> web.Response:
-    """Deliveries by state (default: failed), for inspection."""
-    _admin(request)
-    state = request.query.get("state", "failed")
-    if state not in DELIVERY_STATES:
-        raise ApiError(400, "invalid_request", "state must be pending, delivered or failed", "state")
-    return web.json_response(request.app[STORE_KEY].deliveries(state))
-
-
-async def retry_deliveries(request: web.Request) -> web.Response:
-    """Put failed deliveries back in the queue: all, or {"ids": [...]}."""
-    _admin(request)
-    ids: list[int] | None = None
-    if request.can_read_body:
-        data = await _body(request)
-        raw = data.get("ids")
-        if raw is not None and (not isinstance(raw, list) or not all(isinstance(i, int) for i in raw)):
-            raise ApiError(400, "invalid_request", "ids must be a list of delivery ids", "ids")
-        ids = raw
-    n = request.app[STORE_KEY].retry_failed(ids)
-    dispatcher = request.app.get(DISPATCHER_KEY)
-    if dispatcher is not None:
-        dispatcher.wake()  # type: ignore[attr-defined]
-    return web.json_response({"retried": n}, status=201)
+def route(app: web.Application, method: str, path: str, handler: Handler) -> None:
+    """Serve ``handler`` at ``path`` and at ``/api/ver1.0`` + ``path``."""
+    for prefix in ("", PREFIX):
+        app.router.add_route(method, prefix + path, handler)
 
 
 def make_app(config: Config, store: Store) -> web.Application:
+    from bridge.api import control, subscriptions
+
     app = web.Application(middlewares=[errors_and_auth], client_max_size=config.api.max_body_bytes)
     app[CONFIG_KEY] = config
     app[STORE_KEY] = store
     app[TOKENS_KEY] = [(t.digest, t) for t in config.api.tokens]
     app[LIMITER_KEY] = RateLimiter(config.api.rate_limit_per_minute)
-    r = app.router
-    r.add_post("/extension/{extension_id}/event/", create)
-    r.add_get("/extension/{extension_id}/event/", list_)
-    r.add_delete("/extension/{extension_id}/event/", delete_all)
-    r.add_get("/extension/{extension_id}/event/{sub_id}", get_one)
-    r.add_put("/extension/{extension_id}/event/{sub_id}", put_one)
-    r.add_delete("/extension/{extension_id}/event/{sub_id}", delete_one)
-    r.add_get("/limit/", limits)
-    r.add_get("/deliveries/", list_deliveries)
-    r.add_post("/deliveries/retry", retry_deliveries)
-    from bridge import control
-
+    subscriptions.add_routes(app)
     control.add_routes(app)
     add_docs(app)
     return app
@@ -352,7 +205,7 @@ def add_docs(app: web.Application) -> None:
     """/openapi.json, and the Swagger UI at /docs with its assets bundled (works offline)."""
     from swagger_ui import api_doc
 
-    from bridge.openapi import openapi
+    from bridge.api.openapi import openapi
 
     spec = openapi()
 

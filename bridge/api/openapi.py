@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bridge import __version__
-from bridge.api import EVENT_TYPES, METHODS
+from bridge.api.subscriptions import EVENT_TYPES, METHODS
 
 
 def _err(description: str) -> dict[str, Any]:
