@@ -137,6 +137,10 @@ def token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+#: an API client's id: what ``/client/{client_id}/`` paths take
+CLIENT_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+
+
 class ApiToken(_Strict):
     """A bearer token for the REST API; without ``extensions`` it covers all of them.
 
@@ -147,6 +151,8 @@ class ApiToken(_Strict):
     token: Annotated[str, Field(min_length=16)] | None = None
     sha256: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")] | None = None
     extensions: list[int] | None = None
+    #: who the token is to ``GET /api/ver1.0/user/`` (and in ``/client/{client_id}/``)
+    client_id: Annotated[str, Field(pattern=CLIENT_ID)] = "bridge"
 
     @model_validator(mode="after")
     def _one_form(self) -> ApiToken:
@@ -162,11 +168,42 @@ class ApiToken(_Strict):
         return token_digest(self.token)
 
 
+class ApiClient(_Strict):
+    """An OAuth2 client (``client_credentials``): it trades its id and secret at
+    ``POST /oauth/token`` for bearer tokens that expire; without ``extensions`` they
+    cover all of them.
+
+    Give the secret itself (``client_secret``) or, to keep it out of the file, its SHA-256
+    in hex (``client_secret_sha256``; ``ami-bridge hash-token`` prints it).
+    """
+
+    client_id: Annotated[str, Field(pattern=CLIENT_ID)]
+    client_secret: Annotated[str, Field(min_length=16)] | None = None
+    client_secret_sha256: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")] | None = None
+    extensions: list[int] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ApiClient:
+        if (self.client_secret is None) == (self.client_secret_sha256 is None):
+            raise ValueError("give exactly one of 'client_secret' or 'client_secret_sha256'")
+        return self
+
+    @property
+    def digest(self) -> bytes:
+        if self.client_secret_sha256 is not None:
+            return bytes.fromhex(self.client_secret_sha256)
+        assert self.client_secret is not None
+        return token_digest(self.client_secret)
+
+
 class ApiConfig(_Strict):
     """The REST API (subscriptions)."""
 
     listen: str = "127.0.0.1:8080"
     tokens: list[ApiToken] = []
+    clients: list[ApiClient] = []
+    #: how long a token from POST /oauth/token is good for, in seconds
+    token_ttl: Annotated[int, Field(ge=60, le=30 * 86400)] = 3600
     max_subscriptions_per_extension: Annotated[int, Field(ge=1)] = 50
     max_subscriptions_total: Annotated[int, Field(ge=1)] = 5000
     max_body_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024
@@ -343,6 +380,15 @@ class Config(_Strict):
         clash = {e.device for e in self.extensions if e.device} & set(self.trunk_devices)
         if clash:
             raise ValueError(f"endpoint(s) {sorted(clash)} are listed both as phones and as trunks")
+        ids = {e.id for e in self.extensions}
+        for where, exts in [(f"api.clients[{i}]", c.extensions) for i, c in enumerate(self.api.clients)]:
+            unknown = sorted(set(exts or ()) - ids)
+            if unknown:
+                raise ValueError(f"{where}.extensions: no extension has id {unknown[0]} (see extensions:)")
+        clients = [c.client_id for c in self.api.clients]
+        twice = sorted({c for c in clients if clients.count(c) > 1})
+        if twice:
+            raise ValueError(f"api.clients: client_id {twice[0]!r} is given twice")
         return self
 
 

@@ -29,8 +29,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 #: 2: the outbox's index covers only pending deliveries (and failed ones have their own),
-#: so marking a delivery delivered takes its row out of the index instead of moving it
-SCHEMA_VERSION = 2
+#: so marking a delivery delivered takes its row out of the index instead of moving it;
+#: 3: the API clients' tokens (``api_tokens``)
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS subscriptions (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -62,6 +63,11 @@ DROP INDEX IF EXISTS deliveries_pending;  -- version 1's: (state, subscription_i
 CREATE INDEX IF NOT EXISTS deliveries_pending_by_subscription ON deliveries (subscription_id, id)
     WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS deliveries_failed ON deliveries (id) WHERE state = 'failed';
+CREATE TABLE IF NOT EXISTS api_tokens (        -- issued by POST /oauth/token
+    digest     BLOB PRIMARY KEY,               -- SHA-256 of the token (never the token)
+    client_id  TEXT NOT NULL,
+    expires_at REAL NOT NULL                   -- unix seconds
+);
 """
 
 
@@ -219,6 +225,23 @@ class Store:
         self._forget()
         assert cur.lastrowid is not None
         return Subscription(cur.lastrowid, extension_id, event_type, url, method)
+
+    def add_token(self, digest: bytes, client_id: str, expires_at: float, now: float) -> None:
+        """Keep an issued token (its digest) until ``expires_at``; forget expired ones."""
+        try:
+            with self._write():
+                self.db.execute("DELETE FROM api_tokens WHERE expires_at <= ?", (now,))
+                self.db.execute("INSERT INTO api_tokens (digest, client_id, expires_at) VALUES (?, ?, ?)",
+                                (digest, client_id, expires_at))  # fmt: skip
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot save the token in {self.path}: {err}") from err
+
+    def token(self, digest: bytes) -> tuple[str, float] | None:
+        """(client id, expiry) of an issued token, by its digest."""
+        row = self.db.execute(
+            "SELECT client_id, expires_at FROM api_tokens WHERE digest = ?", (digest,)
+        ).fetchone()
+        return (row[0], row[1]) if row else None
 
     def subscriptions(self, extension_id: int) -> list[Subscription]:
         rows = self.db.execute(

@@ -1,10 +1,10 @@
-"""The REST API's frame: the aiohttp application, authentication, rate limits and errors.
+"""The REST API's frame: the aiohttp application, its rate limits and its error answers.
 
-Each resource module (``subscriptions``, ``control``...) adds its routes with
-:func:`route`, which serves every path both bare and under ``/api/ver1.0/`` (where
-Telphin's clients call it). Requests under ``/extension/``, ``/limit``, ``/deliveries``,
-``/calls/`` and ``/api/`` carry ``Authorization: Bearer <token>``; a token may be limited
-to some extensions.
+Each resource module (``auth``, ``subscriptions``, ``control``...) adds its routes with
+:func:`bridge.api.common.route`, which serves every path both bare and under
+``/api/ver1.0/`` (where Telphin's clients call it). Requests under ``/extension/``,
+``/limit``, ``/deliveries``, ``/calls/`` and ``/api/`` carry ``Authorization: Bearer
+<token>`` (see ``auth``); a token may be limited to some extensions.
 
 REST conventions are Telphin's: 201 on a successful POST, 204 (no body) on DELETE, 200
 on GET/PUT. Every error is JSON, never a bare 500: ``{"status": code, "message": text,
@@ -16,74 +16,24 @@ code Telphin's clients read (``access_denied``, ``not_found``, ``rate_limit_exce
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
 
 from aiohttp import web
 
-from bridge.config import ApiToken, Config, token_digest
+from bridge.api.auth import authenticate
+from bridge.api.common import CONFIG_KEY, PRINCIPAL_KEY, STORE_KEY, ApiError, Handler
+from bridge.config import Config, token_digest
 from bridge.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
-#: where Telphin's API lives; every resource is served there and at its bare path
-PREFIX = "/api/ver1.0"
 #: paths that need a bearer token
 PROTECTED = ("/extension/", "/limit", "/deliveries", "/calls/", "/api/")
-
-CONFIG_KEY = web.AppKey("config", Config)
-STORE_KEY = web.AppKey("store", Store)
-TOKENS_KEY = web.AppKey("tokens", list)
-TOKEN_KEY = web.RequestKey("token", ApiToken)
-DISPATCHER_KEY = web.AppKey("dispatcher", object)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-#: the bridge's own error codes whose Telphin-style ``status`` is spelt differently
-TELPHIN_STATUS = {"forbidden": "access_denied", "rate_limited": "rate_limit_exceeded"}
-
-
-class ApiError(Exception):
-    """An answer other than success: HTTP status, error code, message, and the field at fault."""
-
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.field = status, code, message, field
-
-    def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"status": TELPHIN_STATUS.get(self.code, self.code), "message": self.message,
-                                "error": self.code}  # fmt: skip
-        if self.status == 401:
-            body["message"], body["detail"] = "Unauthorized", self.message
-        if self.field:
-            body["field"] = self.field
-        return body
-
-    def response(self) -> web.Response:
-        headers = {"WWW-Authenticate": 'Bearer realm="ami-bridge"'} if self.status == 401 else None
-        return web.json_response(self.body(), status=self.status, headers=headers)
-
-
-def _authorize(request: web.Request) -> ApiToken:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "unauthorized", "missing bearer token: send 'Authorization: Bearer <token>'")
-    given = token_digest(token.strip())
-    found: ApiToken | None = None
-    # compare against every token, in constant time each, so timing says nothing
-    for digest, tok in request.app[TOKENS_KEY]:
-        if hmac.compare_digest(digest, given):
-            found = tok
-    if found is None:
-        raise ApiError(401, "unauthorized", "unknown bearer token")
-    return found
+#: paths that are rate limited (without a token: per client address)
+LIMITED = (*PROTECTED, "/oauth/")
 
 
 class RateLimiter:
@@ -123,7 +73,7 @@ def _rate_headers(limit: int, remaining: int, reset: int) -> dict[str, str]:
 async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     headers: dict[str, str] = {}
     try:
-        if request.path.startswith(PROTECTED):
+        if request.path.startswith(LIMITED):
             # limit per token (its digest: the token itself is never kept or logged)
             auth = request.headers.get("Authorization", "")
             key = token_digest(auth).hex() if auth else f"ip:{request.remote}"
@@ -134,7 +84,8 @@ async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamR
                 resp.headers.update(headers)
                 resp.headers["Retry-After"] = str(retry)
                 return resp
-            request[TOKEN_KEY] = _authorize(request)
+        if request.path.startswith(PROTECTED):
+            request[PRINCIPAL_KEY] = authenticate(request)
         response = await handler(request)
         response.headers.update(headers)
         return response
@@ -156,45 +107,14 @@ async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamR
         return ApiError(500, "internal_error", "unexpected error; it has been logged").response()
 
 
-def _extension_id(request: web.Request) -> int:
-    raw = request.match_info["extension_id"]
-    token: ApiToken = request[TOKEN_KEY]
-    if not (raw.isascii() and raw.isdigit()) or request.app[CONFIG_KEY].extension(int(raw)) is None:
-        raise ApiError(404, "not_found", f"no extension {raw!r}", "extension_id")
-    ext_id = int(raw)
-    if token.extensions is not None and ext_id not in token.extensions:
-        raise ApiError(403, "forbidden", f"this token does not cover extension {ext_id}", "extension_id")
-    return ext_id
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    ctype = request.content_type
-    if ctype != "application/json":
-        raise ApiError(415, "unsupported_media_type", f"send application/json, not {ctype or 'nothing'}")
-    raw = await request.read()
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {err}") from err
-    if not isinstance(data, dict):
-        raise ApiError(400, "invalid_request", "the body must be a JSON object {url, event_type, method}")
-    return data
-
-
-def route(app: web.Application, method: str, path: str, handler: Handler) -> None:
-    """Serve ``handler`` at ``path`` and at ``/api/ver1.0`` + ``path``."""
-    for prefix in ("", PREFIX):
-        app.router.add_route(method, prefix + path, handler)
-
-
 def make_app(config: Config, store: Store) -> web.Application:
-    from bridge.api import control, subscriptions
+    from bridge.api import auth, control, subscriptions
 
     app = web.Application(middlewares=[errors_and_auth], client_max_size=config.api.max_body_bytes)
     app[CONFIG_KEY] = config
     app[STORE_KEY] = store
-    app[TOKENS_KEY] = [(t.digest, t) for t in config.api.tokens]
     app[LIMITER_KEY] = RateLimiter(config.api.rate_limit_per_minute)
+    auth.setup(app, config)
     subscriptions.add_routes(app)
     control.add_routes(app)
     add_docs(app)

@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.api.app import CONFIG_KEY, TOKEN_KEY, ApiError, _body, _extension_id, route
+from bridge.api.common import CONFIG_KEY, PRINCIPAL_KEY, ApiError, extension_id, json_body, route
 from bridge.config import dial_through
 from bridge.translate import Translator
 
@@ -58,8 +58,8 @@ async def _send(request: web.Request, fields: dict[str, Any]) -> dict[str, str]:
 
 async def callback(request: web.Request) -> web.Response:
     config = request.app[CONFIG_KEY]
-    ext_id = _extension_id(request)
-    data = await _body(request)
+    ext_id = extension_id(request)
+    data = await json_body(request)
     src = data.get("src_num")
     if isinstance(src, str):
         src = [src]
@@ -114,7 +114,7 @@ def _live_channel(request: web.Request) -> str:
     chan = translator.channels.get(call_api_id)
     if chan is None:
         raise ApiError(404, "not_found", f"no live call with CallAPIID {call_api_id!r}", "call_api_id")
-    allowed = request[TOKEN_KEY].extensions
+    allowed = request[PRINCIPAL_KEY].extensions
     if allowed is not None and not any(c.ext.id in allowed for c in chan.comps):
         raise ApiError(403, "forbidden", "this token covers none of the extensions on that call")
     return chan.name
@@ -128,7 +128,7 @@ async def hangup(request: web.Request) -> web.Response:
 
 async def transfer(request: web.Request) -> web.Response:
     name = _live_channel(request)
-    to = _number(await _body(request), "to")
+    to = _number(await json_body(request), "to")
     context = request.app[CONFIG_KEY].callback.transfer_context
     await _send(request, {"Action": "BlindTransfer", "Channel": name, "Context": context, "Exten": to})
     return web.json_response(

@@ -8,17 +8,16 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from bridge.api.app import (
+from bridge.api.common import (
     CONFIG_KEY,
     DISPATCHER_KEY,
+    PRINCIPAL_KEY,
     STORE_KEY,
-    TOKEN_KEY,
     ApiError,
-    _body,
-    _extension_id,
+    extension_id,
+    json_body,
     route,
 )
-from bridge.config import ApiToken
 from bridge.store import DELIVERY_STATES, Subscription
 
 EVENT_TYPES = ("dial-in", "dial-out", "answer", "hangup", "voicemail", "message-in", "message-out")
@@ -73,8 +72,8 @@ async def _guard(request: web.Request, url: str) -> None:
 
 
 async def create(request: web.Request) -> web.Response:
-    ext_id = _extension_id(request)
-    url, event_type, method = validate_subscription(await _body(request))
+    ext_id = extension_id(request)
+    url, event_type, method = validate_subscription(await json_body(request))
     store, api = request.app[STORE_KEY], request.app[CONFIG_KEY].api
     if store.count(ext_id) >= api.max_subscriptions_per_extension:
         raise ApiError(409, "limit_exceeded",
@@ -89,18 +88,18 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def list_(request: web.Request) -> web.Response:
-    ext_id = _extension_id(request)
+    ext_id = extension_id(request)
     return web.json_response([s.public() for s in request.app[STORE_KEY].subscriptions(ext_id)])
 
 
 async def delete_all(request: web.Request) -> web.Response:
-    ext_id = _extension_id(request)
+    ext_id = extension_id(request)
     request.app[STORE_KEY].delete_subscriptions(ext_id)
     return web.Response(status=204)
 
 
 def _existing(request: web.Request) -> Subscription:
-    ext_id = _extension_id(request)
+    ext_id = extension_id(request)
     sub_id = _sub_id(request)
     sub = request.app[STORE_KEY].subscription(ext_id, sub_id)
     if sub is None:
@@ -114,7 +113,7 @@ async def get_one(request: web.Request) -> web.Response:
 
 async def put_one(request: web.Request) -> web.Response:
     sub = _existing(request)
-    url, event_type, method = validate_subscription(await _body(request))
+    url, event_type, method = validate_subscription(await json_body(request))
     await _guard(request, url)
     new = Subscription(sub.id, sub.extension_id, event_type, url, method)
     request.app[STORE_KEY].update_subscription(new)
@@ -129,8 +128,8 @@ async def delete_one(request: web.Request) -> web.Response:
 
 async def limits(request: web.Request) -> web.Response:
     config, store = request.app[CONFIG_KEY], request.app[STORE_KEY]
-    token: ApiToken = request[TOKEN_KEY]
-    ids = [e.id for e in config.extensions if token.extensions is None or e.id in token.extensions]
+    principal = request[PRINCIPAL_KEY]
+    ids = [e.id for e in config.extensions if principal.covers(e.id)]
     return web.json_response({
         "event_subscriptions": {
             "max_per_extension": config.api.max_subscriptions_per_extension,
@@ -142,7 +141,7 @@ async def limits(request: web.Request) -> web.Response:
 
 
 def _admin(request: web.Request) -> None:
-    if request[TOKEN_KEY].extensions is not None:
+    if request[PRINCIPAL_KEY].extensions is not None:
         raise ApiError(403, "forbidden", "only a token without an extensions list may manage deliveries")
 
 
@@ -160,7 +159,7 @@ async def retry_deliveries(request: web.Request) -> web.Response:
     _admin(request)
     ids: list[int] | None = None
     if request.can_read_body:
-        data = await _body(request)
+        data = await json_body(request)
         raw = data.get("ids")
         if raw is not None and (not isinstance(raw, list) or not all(isinstance(i, int) for i in raw)):
             raise ApiError(400, "invalid_request", "ids must be a list of delivery ids", "ids")
