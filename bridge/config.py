@@ -83,6 +83,8 @@ class Extension(_Strict):
     mailbox: str | None = None
     queue: str | None = None
     context: str | None = None
+    #: its display name, as the extension list of the API shows it (Telphin's ``label``)
+    label: str | None = None
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> Extension:

@@ -31,7 +31,7 @@ from bridge.store import Store, StoreError
 log = logging.getLogger(__name__)
 
 #: paths that need a bearer token
-PROTECTED = ("/extension/", "/limit", "/deliveries", "/calls/", "/api/")
+PROTECTED = ("/extension/", "/limit", "/deliveries", "/calls/", "/client/", "/user/", "/api/")
 #: paths that are rate limited (without a token: per client address)
 LIMITED = (*PROTECTED, "/oauth/")
 
@@ -108,7 +108,7 @@ async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def make_app(config: Config, store: Store) -> web.Application:
-    from bridge.api import auth, control, subscriptions
+    from bridge.api import auth, control, extensions, subscriptions
 
     app = web.Application(middlewares=[errors_and_auth], client_max_size=config.api.max_body_bytes)
     app[CONFIG_KEY] = config
@@ -116,6 +116,7 @@ def make_app(config: Config, store: Store) -> web.Application:
     app[LIMITER_KEY] = RateLimiter(config.api.rate_limit_per_minute)
     auth.setup(app, config)
     subscriptions.add_routes(app)
+    extensions.add_routes(app)
     control.add_routes(app)
     add_docs(app)
     return app
