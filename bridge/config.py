@@ -206,6 +206,9 @@ class ApiConfig(_Strict):
     clients: list[ApiClient] = []
     #: how long a token from POST /oauth/token is good for, in seconds
     token_ttl: Annotated[int, Field(ge=60, le=30 * 86400)] = 3600
+    #: how clients reach the API (``https://pbx.example.com:8443``), for the links it hands
+    #: out (recordings); without it, the address the request came to
+    public_url: Annotated[str, Field(pattern=r"^https?://[^/?#]+$")] | None = None
     max_subscriptions_per_extension: Annotated[int, Field(ge=1)] = 50
     max_subscriptions_total: Annotated[int, Field(ge=1)] = 5000
     max_body_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024
@@ -267,6 +270,28 @@ class CallbackConfig(_Strict):
 
     context: str = "callback"
     transfer_context: str = "phones"
+
+
+class RecordingsConfig(_Strict):
+    """Where the recordings (MixMonitor files, voicemail messages) are, so the API can serve them."""
+
+    #: the only directories files are ever served from (as this machine sees them)
+    dirs: list[str] = []
+    #: a directory as Asterisk names it in events -> the same directory as this machine
+    #: sees it (when Asterisk runs in a container, a chroot or on another host's share)
+    path_map: dict[str, str] = {}
+    #: how long a link from ``.../storage_url/`` works, in seconds
+    link_ttl: Annotated[int, Field(ge=10, le=7 * 86400)] = 3600
+
+    @model_validator(mode="after")
+    def _absolute(self) -> RecordingsConfig:
+        for i, d in enumerate(self.dirs):
+            if not d.startswith("/"):
+                raise ValueError(f"dirs[{i}]: {d!r} must be an absolute path")
+        for src, dst in self.path_map.items():
+            if not (src.startswith("/") and dst.startswith("/")):
+                raise ValueError(f"path_map: {src!r}: {dst!r} must map an absolute path to an absolute path")
+        return self
 
 
 class VoicemailConfig(_Strict):
@@ -335,6 +360,7 @@ class Config(_Strict):
     delivery: DeliveryConfig = DeliveryConfig()
     callback: CallbackConfig = CallbackConfig()
     voicemail: VoicemailConfig = VoicemailConfig()
+    recordings: RecordingsConfig = RecordingsConfig()
     mqtt: MqttConfig | None = None
 
     def extension(self, ext_id: int) -> Extension | None:

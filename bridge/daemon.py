@@ -63,6 +63,8 @@ class Daemon:
         self.stats = Stats()
         #: loop time of the pipeline's last commit
         self._last_commit = -math.inf
+        #: the running translator (its recordings are committed with its events)
+        self.translator: Translator | None = None
 
     async def _pipeline(
         self,
@@ -180,13 +182,16 @@ class Daemon:
     ) -> None:
         """Commit a batch of events (one transaction, with the delivery outcomes known so
         far), then queue, mirror and show them."""
-        if not events:
+        records, done = self.translator.take_recordings() if self.translator is not None else ([], [])
+        if not events and not done:
             return
         spool = self.config.voicemail.spool
-        batch = [(ext_id, enrich_voicemail(raw_event, spool)) for ext_id, raw_event in events]
+        for record in records:
+            enrich_voicemail(record, spool)
+        batch = events
         marks = dispatcher.take_marks()
         try:
-            deliveries = store.enqueue_many(batch, marks)
+            deliveries = store.enqueue_many(batch, marks, records, done)
         except BaseException:
             dispatcher.return_marks(marks)
             raise
@@ -217,6 +222,8 @@ class Daemon:
         app = make_app(config, store)
         app[DISPATCHER_KEY] = dispatcher
         translator = Translator(config)
+        translator.keep_recordings = True  # the API serves the files events name
+        self.translator = translator
         app[TRANSLATOR_KEY] = translator
         need = needs(config)
         source = AmiSource(config.ami, want=early_filter(need), coarse=coarse_filter(need))

@@ -19,18 +19,24 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import secrets
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bridge.translate.model import Recording
 
 log = logging.getLogger(__name__)
 
 #: 2: the outbox's index covers only pending deliveries (and failed ones have their own),
 #: so marking a delivery delivered takes its row out of the index instead of moving it;
-#: 3: the API clients' tokens (``api_tokens``)
+#: 3: the API clients' tokens (``api_tokens``); the call history (``events.call_id`` and
+#: ``event_time``, ``calls``, ``call_extensions``) and the recordings (``records``), with a
+#: version-2 store's events indexed on opening
 SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS subscriptions (
@@ -47,7 +53,9 @@ CREATE TABLE IF NOT EXISTS events (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     extension_id INTEGER NOT NULL,
     event_type   TEXT    NOT NULL,
-    payload      TEXT    NOT NULL
+    payload      TEXT    NOT NULL,
+    call_id      TEXT,
+    event_time   INTEGER
 );
 CREATE TABLE IF NOT EXISTS deliveries (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -68,6 +76,42 @@ CREATE TABLE IF NOT EXISTS api_tokens (        -- issued by POST /oauth/token
     client_id  TEXT NOT NULL,
     expires_at REAL NOT NULL                   -- unix seconds
 );
+CREATE INDEX IF NOT EXISTS events_by_call ON events (call_id);
+CREATE TABLE IF NOT EXISTS calls (             -- one row per call: the call history's index
+    call_id   TEXT PRIMARY KEY,
+    init_time INTEGER NOT NULL                 -- EventTime of its first event (microseconds)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS calls_by_time ON calls (init_time);
+CREATE TABLE IF NOT EXISTS call_extensions (   -- the extensions each call reached
+    call_id      TEXT NOT NULL,
+    extension_id INTEGER NOT NULL,
+    PRIMARY KEY (call_id, extension_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS records (           -- a RecID and the file it names
+    record_uuid  TEXT PRIMARY KEY,
+    extension_id INTEGER NOT NULL,
+    call_id      TEXT NOT NULL,
+    kind         TEXT NOT NULL,                -- call | voicemail
+    name         TEXT NOT NULL,                -- the recording's own name
+    path         TEXT,                         -- the file as Asterisk names it
+    channel      TEXT,                         -- still recording on it (NULL: complete)
+    event_time   INTEGER NOT NULL,
+    event        TEXT NOT NULL                 -- the hangup / voicemail event naming it
+);
+CREATE INDEX IF NOT EXISTS records_by_extension ON records (extension_id, event_time);
+CREATE INDEX IF NOT EXISTS records_recording ON records (channel) WHERE channel IS NOT NULL;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+"""
+#: a version-2 store's events, indexed for the call history (what enqueue_many writes)
+_UPGRADE_3 = """
+UPDATE events SET call_id = json_extract(payload, '$.CallID'),
+                  event_time = json_extract(payload, '$.EventTime') WHERE call_id IS NULL;
+INSERT OR IGNORE INTO calls (call_id, init_time)
+    SELECT call_id, COALESCE(MIN(event_time), 0) FROM events
+    WHERE call_id IS NOT NULL AND event_type NOT LIKE 'message-%' GROUP BY call_id;
+INSERT OR IGNORE INTO call_extensions (call_id, extension_id)
+    SELECT DISTINCT call_id, extension_id FROM events
+    WHERE call_id IS NOT NULL AND event_type NOT LIKE 'message-%';
 """
 
 
@@ -110,6 +154,8 @@ class Store:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        #: write transactions committed (the checkpoint thread skips a turn without any)
+        self._commits = 0
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -117,7 +163,7 @@ class Store:
             # survives power loss, at the price of an fsync per commit.
             self.db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
             self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+            self._create()
             self._version = self.data_version()
         except sqlite3.Error as err:
             raise StoreError(f"cannot open the store {self.path}: {err}") from err
@@ -129,8 +175,21 @@ class Store:
         self._last_ids: dict[str, int] = {}
         self._checkpointer: threading.Thread | None = None
         self._stop_checkpoints = threading.Event()
-        #: write transactions committed (the checkpoint thread skips a turn without any)
-        self._commits = 0
+
+    def _create(self) -> None:
+        """The schema, created or brought up to date in one transaction."""
+        with self._write():
+            before = self.db.execute("PRAGMA user_version").fetchone()[0]
+            columns = {r[1] for r in self.db.execute("PRAGMA table_info(events)")}
+            if columns and "call_id" not in columns:  # a store from before version 3
+                self.db.execute("ALTER TABLE events ADD COLUMN call_id TEXT")
+                self.db.execute("ALTER TABLE events ADD COLUMN event_time INTEGER")
+            for statement in _statements(SCHEMA):
+                self.db.execute(statement)
+            if columns and before < 3:
+                for statement in _statements(_UPGRADE_3):
+                    self.db.execute(statement)
+            self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
         if self._checkpointer is not None:
@@ -243,6 +302,75 @@ class Store:
         ).fetchone()
         return (row[0], row[1]) if row else None
 
+    # ---- the call history and the recordings (read by the API) --------------------------
+
+    def call_events(self, call_id: str) -> list[tuple[int, dict[str, Any]]]:
+        """Every event of a call, in commit order."""
+        rows = self.db.execute(
+            "SELECT extension_id, payload FROM events WHERE call_id = ? ORDER BY id", (call_id,)
+        )
+        return [(r[0], json.loads(r[1])) for r in rows]
+
+    def call_reached(self, call_id: str) -> set[int] | None:
+        """The extensions a call reached; None when the store knows no such call."""
+        if self.db.execute("SELECT 1 FROM calls WHERE call_id = ?", (call_id,)).fetchone() is None:
+            return None
+        rows = self.db.execute("SELECT extension_id FROM call_extensions WHERE call_id = ?", (call_id,))
+        return {r[0] for r in rows}
+
+    def call_ids(self, extensions: Collection[int] | None, start: int, end: int, newest_first: bool,
+                 limit: int, offset: int) -> list[str]:  # fmt: skip
+        """The calls that began in ``[start, end)`` (microseconds) and reached one of
+        ``extensions`` (None: any), oldest (or newest) first, one page of them."""
+        order = "DESC" if newest_first else "ASC"
+        scope, args = _scope("c.call_id", extensions)
+        rows = self.db.execute(
+            f"SELECT c.call_id FROM calls c WHERE c.init_time >= ? AND c.init_time < ? {scope} "
+            f"ORDER BY c.init_time {order}, c.call_id {order} LIMIT ? OFFSET ?",
+            (start, end, *args, limit, offset),
+        )
+        return [r[0] for r in rows]
+
+    def record(self, record_uuid: str) -> StoredRecord | None:
+        row = self.db.execute(
+            f"SELECT {_RECORD_COLS} FROM {_RECORDS} WHERE r.record_uuid = ?", (record_uuid,)
+        ).fetchone()
+        return StoredRecord.of(row) if row else None
+
+    def records(self, extensions: Collection[int] | None, start: int, end: int, newest_first: bool,
+                limit: int, offset: int) -> list[StoredRecord]:  # fmt: skip
+        """The complete recordings made in ``[start, end)`` (microseconds) for ``extensions``
+        (None: all), one page of them."""
+        order = "DESC" if newest_first else "ASC"
+        where = "AND r.channel IS NULL"  # a recording still being made is not offered yet
+        args: tuple[Any, ...] = ()
+        if extensions is not None:
+            where += f" AND r.extension_id IN ({','.join('?' * len(extensions))})"
+            args = tuple(extensions)
+        rows = self.db.execute(
+            f"SELECT {_RECORD_COLS} FROM {_RECORDS} WHERE r.event_time >= ? AND r.event_time < ? {where} "
+            f"ORDER BY r.event_time {order}, r.record_uuid {order} LIMIT ? OFFSET ?",
+            (start, end, *args, limit, offset),
+        )
+        return [StoredRecord.of(r) for r in rows]
+
+    def delete_record(self, record_uuid: str) -> None:
+        self.db.execute("DELETE FROM records WHERE record_uuid = ?", (record_uuid,))
+
+    def records_of_file(self, path: str) -> int:
+        """How many recordings name this file."""
+        return int(self.db.execute("SELECT COUNT(*) FROM records WHERE path = ?", (path,)).fetchone()[0])
+
+    def secret(self, name: str) -> bytes:
+        """A random key made once and kept (so that every process and restart shares it)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (name,)).fetchone()
+        if row is None:
+            self.db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (name, secrets.token_bytes(32))
+            )
+            row = self.db.execute("SELECT value FROM meta WHERE key = ?", (name,)).fetchone()
+        return bytes(row[0])
+
     def subscriptions(self, extension_id: int) -> list[Subscription]:
         rows = self.db.execute(
             f"SELECT {self._COLS} FROM subscriptions WHERE extension_id = ? ORDER BY id", (extension_id,)
@@ -304,11 +432,17 @@ class Store:
         """
         return self.enqueue_many([(extension_id, event)])
 
-    def enqueue_many(self, events: Iterable[tuple[int, dict[str, Any]]], marks: list[Mark] | None = None,
-                     ) -> list[Delivery]:  # fmt: skip
+    def enqueue_many(
+        self,
+        events: Iterable[tuple[int, dict[str, Any]]],
+        marks: list[Mark] | None = None,
+        records: Iterable[Recording] = (),
+        done: Iterable[str] = (),
+    ) -> list[Delivery]:
         """Commit events, each with one pending delivery per matching subscription, in one
         transaction (all or none), with delivery outcomes ``marks`` as :meth:`mark_many`
-        writes them (one transaction for both). Returns the deliveries, in commit order."""
+        writes them (one transaction for both), the recordings the events name and the
+        channels whose recordings are now complete. Returns the deliveries, in commit order."""
         try:
             with self._write():
                 # under the write lock: what another process committed before is seen here,
@@ -323,18 +457,29 @@ class Store:
                 delivery_id = self._last_id("deliveries")
                 event_rows = []
                 delivery_rows = []
+                calls: dict[str, int] = {}
+                reached: set[tuple[str, int]] = set()
                 for extension_id, event in events:
                     kind = event["EventType"]
                     event_id += 1
-                    event_rows.append((event_id, extension_id, kind, _to_json(event)))
+                    call_id, event_time = event.get("CallID"), event.get("EventTime")
+                    event_rows.append((event_id, extension_id, kind, _to_json(event), call_id, event_time))
+                    if call_id is not None and kind not in MESSAGE_EVENTS:  # calls only
+                        calls.setdefault(call_id, event_time or 0)
+                        reached.add((call_id, extension_id))
                     for sub in by_key.get((extension_id, kind), ()):
                         delivery_id += 1
                         delivery_rows.append((delivery_id, event_id, sub.id))
                         out.append(Delivery(delivery_id, event_id, sub.id, 0, 0.0, event))
                 self.db.executemany(
-                    "INSERT INTO events (id, extension_id, event_type, payload) VALUES (?, ?, ?, ?)",
+                    "INSERT INTO events (id, extension_id, event_type, payload, call_id, event_time) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
                     event_rows,
                 )
+                self.db.executemany(_INSERT_CALL, calls.items())
+                self.db.executemany(_INSERT_REACHED, reached)
+                self.db.executemany(_INSERT_RECORD, [_record_row(r) for r in records])
+                self.db.executemany(_RECORDED, [(c,) for c in done])
                 self.db.executemany(
                     "INSERT INTO deliveries (id, event_id, subscription_id) VALUES (?, ?, ?)", delivery_rows
                 )
@@ -445,6 +590,70 @@ class Store:
 
 #: the states a delivery can be in
 DELIVERY_STATES = ("pending", "delivered", "failed")
+#: events that are no call's (they stay out of the call history)
+MESSAGE_EVENTS = frozenset({"message-in", "message-out"})
+_RECORD_COLS = (
+    "r.record_uuid, r.extension_id, r.call_id, r.kind, r.name, r.path, r.channel, r.event_time, r.event, "
+    "c.init_time"
+)
+_RECORDS = "records r LEFT JOIN calls c ON c.call_id = r.call_id"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """A recording the store keeps: its id, whose it is, the file, and the event naming it."""
+
+    record_uuid: str
+    extension_id: int
+    call_id: str
+    kind: str
+    name: str
+    path: str | None
+    #: the channel still recording it; None once complete
+    channel: str | None
+    event_time: int
+    event: dict[str, Any]
+    #: when its call began (microseconds), if the store knows
+    call_init_time: int | None
+
+    @classmethod
+    def of(cls, row: tuple[Any, ...]) -> StoredRecord:
+        uuid, ext, call_id, kind, name, path, channel, event_time, event, init = row
+        return cls(uuid, ext, call_id, kind, name, path, channel, event_time, json.loads(event), init)
+
+
+def _scope(call_col: str, extensions: Collection[int] | None) -> tuple[str, tuple[int, ...]]:
+    """The SQL (and its arguments) that keeps calls reaching one of ``extensions``."""
+    if extensions is None:
+        return "", ()
+    marks = ",".join("?" * len(extensions))
+    return (f"AND EXISTS (SELECT 1 FROM call_extensions ce WHERE ce.call_id = {call_col} "
+            f"AND ce.extension_id IN ({marks}))", tuple(extensions))  # fmt: skip
+
+
+def _statements(script: str) -> list[str]:
+    """The SQL statements of one of our scripts (no ``;`` in their comments or strings)."""
+    return [chunk for chunk in script.split(";") if any(_code(line) for line in chunk.splitlines())]
+
+
+def _code(line: str) -> bool:
+    return bool(line.strip()) and not line.strip().startswith("--")
+
+
+_INSERT_CALL = "INSERT OR IGNORE INTO calls (call_id, init_time) VALUES (?, ?)"
+_INSERT_REACHED = "INSERT OR IGNORE INTO call_extensions (call_id, extension_id) VALUES (?, ?)"
+_INSERT_RECORD = (
+    "INSERT OR REPLACE INTO records (record_uuid, extension_id, call_id, kind, name, path, channel, "
+    "event_time, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+#: a channel whose recordings are complete
+_RECORDED = "UPDATE records SET channel = NULL WHERE channel = ?"
+
+
+def _record_row(r: Recording) -> tuple[Any, ...]:
+    event = r.event
+    return (r.record_uuid, r.extension_id, event.get("CallID", ""), r.kind, r.name, r.path, r.channel,
+            event.get("EventTime", 0), _to_json(event))  # fmt: skip
 
 
 def _state(state: str) -> str:

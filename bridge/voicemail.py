@@ -1,16 +1,17 @@
-"""Voicemail details from Asterisk's spool: the message id and length of a left message.
+"""Voicemail details from Asterisk's spool: the length of a left message.
 
-The translator names a message by its spool path (``default/102/INBOX/msg0000``) and
-measures its length from AMI timestamps. When ``voicemail.spool`` points at Asterisk's
-voicemail directory (as this machine sees it), the daemon reads ``msgNNNN.txt`` and
-uses its ``msg_id`` as RecID and its ``duration`` (seconds) as Duration.
+The translator measures a message's length from AMI timestamps (VoiceMail's start to
+the message saved, greeting included). When ``voicemail.spool`` points at Asterisk's
+voicemail directory (as this machine sees it), the daemon reads the message's
+``msgNNNN.txt`` and takes its ``duration`` (seconds) as the event's Duration.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+
+from bridge.translate.model import Recording
 
 log = logging.getLogger(__name__)
 
@@ -25,23 +26,20 @@ def read_message_info(path: Path) -> dict[str, str]:
     return info
 
 
-def enrich(event: dict[str, Any], spool: str | None) -> dict[str, Any]:
-    """A voicemail event with RecID/Duration from the spool, when it can be read."""
-    if event.get("EventType") != "voicemail" or not spool or not event.get("RecID"):
-        return event
-    rel = str(event["RecID"])
+def enrich(recording: Recording, spool: str | None) -> None:
+    """A left message's event takes Duration from the spool, when it can be read (the
+    event is changed in place: it is the one about to be committed)."""
+    if recording.kind != "voicemail" or not spool:
+        return
+    rel = recording.name  # context/box/folder/msgNNNN
     if ".." in rel.split("/"):
-        return event
+        return
     txt = Path(spool) / f"{rel}.txt"
     try:
         info = read_message_info(txt)
     except OSError as err:
         log.warning("voicemail info %s unreadable (%s); keeping the AMI values", txt, err.strerror)
-        return event
-    out = dict(event)
-    if info.get("msg_id"):
-        out["RecID"] = info["msg_id"]
+        return
     duration = info.get("duration", "")
     if duration.isascii() and duration.isdigit():
-        out["Duration"] = int(duration) * 1_000_000
-    return out
+        recording.event["Duration"] = int(duration) * 1_000_000

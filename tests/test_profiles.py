@@ -57,10 +57,17 @@ def events(name: str) -> list[dict[str, object]]:
 
 
 def test_freepbx_did_and_recording_come_from_its_own_variables() -> None:
-    """FROM_DID is the CalledDID; the recording FreePBX names CALLFILENAME is the RecID."""
-    hangup = next(e for e in events("freepbx-did-recorded") if e["EventType"] == "hangup")
-    assert hangup["CalledDID"] == "74952230001"
-    assert str(hangup["RecID"]).startswith("in-74952230001-") and str(hangup["CalledNumber"]) == "000*201"
+    """FROM_DID is the CalledDID; the hangup's RecID names the recording FreePBX calls
+    CALLFILENAME, in the file MixMonitor reports."""
+    path = FIXTURES / "freepbx-did-recorded.ami"
+    t = Translator(config_for(path))
+    t.keep_recordings = True
+    hangup = next(e for _, e in replay_bytes(t, [path.read_bytes()]) if e["EventType"] == "hangup")
+    assert hangup["CalledDID"] == "74952230001" and hangup["CalledNumber"] == "000*201"
+    [recording], _ = t.take_recordings()
+    assert recording.record_uuid == hangup["RecID"] and recording.event is hangup
+    assert recording.name.startswith("in-74952230001-") and recording.path is not None
+    assert recording.path.endswith(f"/{recording.name}.wav")
 
 
 @pytest.mark.parametrize(

@@ -108,7 +108,7 @@ async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def make_app(config: Config, store: Store) -> web.Application:
-    from bridge.api import auth, control, extensions, subscriptions
+    from bridge.api import auth, control, extensions, history, recordings, subscriptions
 
     app = web.Application(middlewares=[errors_and_auth], client_max_size=config.api.max_body_bytes)
     app[CONFIG_KEY] = config
@@ -117,6 +117,8 @@ def make_app(config: Config, store: Store) -> web.Application:
     auth.setup(app, config)
     subscriptions.add_routes(app)
     extensions.add_routes(app)
+    history.add_routes(app)
+    recordings.add_routes(app)
     control.add_routes(app)
     add_docs(app)
     return app

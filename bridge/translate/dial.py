@@ -335,6 +335,8 @@ class DialRules(Wire):
         chan = self._chan(msg)
         if chan is None:
             return
+        if chan.records and self.keep_recordings:
+            self.recordings_done.append(chan.uid)  # MixMonitor stops with its channel
         if self._hand_over(chan):
             self._close_bridged(chan, ts)
             self._drop(chan)

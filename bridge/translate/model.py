@@ -15,6 +15,7 @@ Plain data, no rules: the rules are in the flow modules (:mod:`.dial`, :mod:`.qu
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,34 @@ if TYPE_CHECKING:  # types only
 
 #: (extension id, event fields in the spec's order)
 Emitted = tuple[int, dict[str, Any]]
+
+
+def record_id(extension_id: int, sub_call_id: str) -> str:
+    """The RecID of a recorded component, shaped as Telphin's (``<extension id>-<32 hex>``)
+    and derived from its SubCallID, so a replay mints the same one every time."""
+    return f"{extension_id}-{hashlib.blake2b(sub_call_id.encode(), digest_size=16).hexdigest()}"
+
+
+@dataclass(slots=True)
+class Recording:
+    """A recording an event names by its RecID: what the daemon keeps so that the API can
+    serve the file (the event itself, where the file is, and whether it is complete)."""
+
+    record_uuid: str
+    extension_id: int
+    #: the hangup or voicemail event that carries the RecID
+    event: dict[str, Any]
+    #: "call" (MixMonitor) or "voicemail" (a message left)
+    kind: str
+    #: the recording's own name: the recording variable (RECID, CALLFILENAME) or the
+    #: MixMonitor file's name; a voicemail message's ``context/box/folder/msgNNNN``
+    name: str
+    #: the file as Asterisk names it (a voicemail message's without its format's extension)
+    path: str | None
+    #: the channel still recording it (the recording is complete when it hangs up); None:
+    #: complete now
+    channel: str | None
+
 
 #: DIALSTATUS/DialStatus values that say nothing about the outcome
 IGNORED_DIALSTATUS = frozenset({"", "CONTINUE", "GOTO", "ABORT"})
@@ -86,6 +115,8 @@ class Call:
     linkedid: str
     components: int = 0
     vars: dict[str, str] = field(default_factory=dict)
+    #: (file, channel) of the call's MixMonitor recording, once one started
+    recording: tuple[str, str] | None = None
     live: set[str] = field(default_factory=set)
 
     def next_sub_id(self) -> str:
@@ -121,6 +152,8 @@ class Channel:
     device: str | None
     #: one half of a Local channel pair
     is_local: bool = False
+    #: MixMonitor records on it (its recordings are complete when it hangs up)
+    records: bool = False
     cid_num: str = ""
     cid_name: str = ""
     #: caller name when the channel appeared: a phone's own display name, before the

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bridge.translate.model import UNKNOWN_CID, Call, Channel, PendingHangup, number_in_dial_string
+from bridge.translate.model import UNKNOWN_CID, Call, Channel, PendingHangup, Recording, number_in_dial_string
 from bridge.translate.parties import Directory, Party
 
 if TYPE_CHECKING:
@@ -59,6 +59,12 @@ class State:
         self._held: list[tuple[Message, int]] = []
         self._last_ts = 0
         self.problems: list[str] = []
+        #: collect :class:`Recording`s (the daemon takes them with each batch of events;
+        #: a replay does not, and keeps nothing)
+        self.keep_recordings = False
+        self.recordings: list[Recording] = []
+        #: channels whose recording ended since the daemon last took them
+        self.recordings_done: list[str] = []
 
     # ---- channels and their variables ------------------------------------------------
 

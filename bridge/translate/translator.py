@@ -38,7 +38,7 @@ from bridge.translate.conference import ConferenceRules
 from bridge.translate.dial import DialRules
 from bridge.translate.ivr import IvrRules
 from bridge.translate.messages import MessageRules
-from bridge.translate.model import Emitted
+from bridge.translate.model import Emitted, Recording
 from bridge.translate.pickup import PickupRules
 from bridge.translate.queue import QueueRules
 from bridge.translate.transfer import TransferRules
@@ -117,6 +117,13 @@ class Translator(
         """Hangups wait for events Asterisk may still send (see :meth:`flush`)."""
         return bool(self._pending or self._held)
 
+    def take_recordings(self) -> tuple[list[Recording], list[str]]:
+        """The recordings named by the events emitted since the last call, and the
+        channels whose recordings ended meanwhile (see ``keep_recordings``)."""
+        taken = self.recordings, self.recordings_done
+        self.recordings, self.recordings_done = [], []
+        return taken
+
     def flush(self) -> list[Emitted]:
         """The hangups still waiting for events Asterisk sends either before or after a
         Hangup (DialEnd, BridgeLeave, OriginateResponse), with what is known. The stream
@@ -189,6 +196,9 @@ class Translator(
         elif name == "MIXMONITOR_FILENAME" and value:
             base = value.rsplit("/", 1)[-1].rsplit(".", 1)[0]
             chan.call.vars.setdefault("MIXMONITOR_FILENAME", base)
+            chan.records = True
+            if chan.call.recording is None:
+                chan.call.recording = (value, chan.uid)
         else:
             self._set_var(chan, name, value)
 

@@ -1,17 +1,18 @@
 """Voicemail: when a message is left in the mailbox of extension E, E gets one
 ``voicemail`` event (CallFlow=in): the call's CallID, the caller, ``RecID`` = the
-message's id, ``Duration`` = its length.
+message's record id, ``Duration`` = its length.
 
 Asterisk shows it as ``VarSet VM_MESSAGEFILE=.../<context>/<box>/INBOX/msgNNNN`` then
-``VarSet VMSTATUS=SUCCESS`` on the channel that ran VoiceMail. Here RecID is the spool
-path and Duration the time from VoiceMail's start to the message saved; the daemon
-replaces both from the spool's ``msgNNNN.txt`` (msg_id, duration) when it can read it.
+``VarSet VMSTATUS=SUCCESS`` on the channel that ran VoiceMail. RecID is minted like a
+recorded call's (the daemon keeps the message's file under it), Duration is the time
+from VoiceMail's start to the message saved; the daemon takes the length from the
+spool's ``msgNNNN.txt`` when it can read it.
 """
 
 from __future__ import annotations
 
 from bridge.translate.dial import DialRules
-from bridge.translate.model import Channel, Emitted
+from bridge.translate.model import Channel, Emitted, Recording, record_id
 from bridge.translate.parties import IN
 from bridge.translate.wire import ext_fields, ordered
 
@@ -45,6 +46,7 @@ class VoicemailRules(DialRules):
             return
         start = chan.vm_started_at or ts
         sub_id = self._sub_id(chan)
+        uuid = record_id(ext.id, sub_id)
         fields = {
             **self._identity(chan),
             "EventType": "voicemail",
@@ -55,7 +57,12 @@ class VoicemailRules(DialRules):
             **ext_fields("Called", ext),
             "EventTime": ts,
             "Duration": ts - start,
-            "RecID": f"{context}/{box}/{folder}/{name}",
+            "RecID": uuid,
         }
         out.append((ext.id, ordered(fields)))
+        if self.keep_recordings:
+            spool_name = f"{context}/{box}/{folder}/{name}"
+            self.recordings.append(
+                Recording(uuid, ext.id, out[-1][1], "voicemail", spool_name, chan.vm_file, None)
+            )
         chan.vm_file = None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from bridge.translate.model import Call, Channel, Component, Emitted
+from bridge.translate.model import Call, Channel, Component, Emitted, Recording, record_id
 from bridge.translate.parties import IN
 from bridge.translate.state import State
 
@@ -123,7 +123,9 @@ class Wire(State):
     def _end(self, out: list[Emitted], chan: Channel, comp: Component, ts: int, status: str,
              rec: str | None) -> None:  # fmt: skip
         """The component's one hangup: Duration is the talk time (for a queue's or IVR's
-        in thread: from the answer after it, with Bridged saying whether there was one)."""
+        in thread: from the answer after it, with Bridged saying whether there was one).
+        When the call is recorded (``rec``: the recording's name), RecID is the record id
+        minted for this component, and the daemon is told where its file is."""
         comp.ended = True
         extra: dict[str, Any] = {}
         if comp.kind == "ivr":
@@ -143,5 +145,10 @@ class Wire(State):
             duration = (ts - comp.answered_at) if comp.answered_at is not None else 0
             answered = comp.answered_at is not None
             bridged = chan.bridged_total if answered and chan.bridged_total else None
+        uuid = record_id(comp.ext.id, comp.sub_id) if rec else None
         self._emit(out, comp, "hangup", ts, CallStatus=status, Duration=duration, BridgedDuration=bridged,
-                   RecID=rec, **extra)  # fmt: skip
+                   RecID=uuid, **extra)  # fmt: skip
+        if uuid is not None and rec is not None and self.keep_recordings:
+            path, channel = chan.call.recording or (None, None)
+            self.recordings.append(Recording(uuid, comp.ext.id, out[-1][1], "call", rec, path,
+                                             channel if channel in self.channels else None))  # fmt: skip
