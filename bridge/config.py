@@ -270,6 +270,9 @@ class CallbackConfig(_Strict):
 
     context: str = "callback"
     transfer_context: str = "phones"
+    #: where the API's "hold" sends a call: exten ``s`` for the party held (music on
+    #: hold), ``wait`` for the extension holding it, until "offhold" bridges them again
+    hold_context: str = "ami-bridge-hold"
 
 
 class RecordingsConfig(_Strict):

@@ -108,7 +108,7 @@ async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def make_app(config: Config, store: Store) -> web.Application:
-    from bridge.api import auth, control, extensions, history, recordings, subscriptions
+    from bridge.api import auth, control, current_calls, extensions, history, recordings, subscriptions
 
     app = web.Application(middlewares=[errors_and_auth], client_max_size=config.api.max_body_bytes)
     app[CONFIG_KEY] = config
@@ -119,6 +119,7 @@ def make_app(config: Config, store: Store) -> web.Application:
     extensions.add_routes(app)
     history.add_routes(app)
     recordings.add_routes(app)
+    current_calls.add_routes(app)
     control.add_routes(app)
     add_docs(app)
     return app

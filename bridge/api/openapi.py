@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bridge import __version__
+from bridge.api.current_calls import ACTIONS
 from bridge.api.subscriptions import EVENT_TYPES, METHODS
 
 
@@ -58,7 +59,9 @@ def openapi() -> dict[str, Any]:
         "info": {
             "title": "ami-bridge: extension number events",
             "version": __version__,
-            "description": "Subscribe URLs to the call events of PBX extensions (Telphin-compatible).",
+            "description": "Subscribe URLs to the call events of PBX extensions, and the API around them, "
+            "as Telphin's (base URL + credentials are all an integration changes). Every resource is "
+            "served both at the path shown and under /api/ver1.0/ (or without it).",
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -119,6 +122,7 @@ def openapi() -> dict[str, Any]:
                 },
                 "Limits": {"type": "object", "properties": {"event_subscriptions": {"type": "object"}}},
                 "Delivery": {"type": "object"},
+                **TELPHIN_SCHEMAS,
             },
         },
         "security": [{"bearer": []}],
@@ -252,6 +256,399 @@ def openapi() -> dict[str, Any]:
                     "summary": "Put failed deliveries back in the queue (all, or {'ids': [...]})",
                     "responses": {"201": {"description": "How many"}, **BAD, **COMMON},
                 },
+            },
+            **telphin_paths(),
+        },
+    }
+
+
+def _json(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": schema or {"type": "object"}}}}  # fmt: skip
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+PREFIX = "/api/ver1.0"
+CLIENT = {"name": "client_id", "in": "path", "required": True, "schema": {"type": "string"},
+          "description": "@me, or the token's client id (GET /user/)"}  # fmt: skip
+RECORD = {"name": "record_uuid", "in": "path", "required": True, "schema": {"type": "string"},
+          "description": "A RecID: <extension id>-<32 hex>"}  # fmt: skip
+CALL_API_ID = {"name": "call_api_id", "in": "path", "required": True, "schema": {"type": "string"}}
+WINDOW = [
+    _query("start_datetime", {"type": "string"}, "GMT, YYYY-MM-DD HH:MM:SS (from)"),
+    _query("end_datetime", {"type": "string"}, "GMT, YYYY-MM-DD HH:MM:SS (to, included)"),
+    _query("order", {"type": "string", "enum": ["asc", "desc"]}, "By time; desc (newest first) by default"),
+    _query("page", {"type": "integer", "minimum": 1, "maximum": 1000000}, "1 first"),
+    _query("per_page", {"type": "integer", "minimum": 1, "maximum": 1000}, "100 by default"),
+]
+NEEDS_AMI = {"503": _err("The daemon's AMI connection is not there (current calls, call control)")}
+FILE = {"description": "The recording (Content-Disposition names it; Range requests work)",
+        "content": {"audio/wav": {}, "audio/mpeg": {}, "application/octet-stream": {}}}  # fmt: skip
+NOT_READY = {"409": _err("The recording is still being made (record_not_ready)")}
+
+TELPHIN_SCHEMAS: dict[str, Any] = {
+    "Token": {
+        "type": "object",
+        "required": ["access_token", "token_type", "expires_in"],
+        "properties": {
+            "access_token": {"type": "string"},
+            "token_type": {"const": "Bearer"},
+            "expires_in": {"type": "integer", "description": "Seconds"},
+        },
+    },
+    "OAuthError": {
+        "type": "object",
+        "required": ["error", "error_description"],
+        "properties": {
+            "error": {
+                "type": "string",
+                "description": "RFC 6749: invalid_request, invalid_client, unsupported_grant_type",
+            },
+            "error_description": {"type": "string"},
+        },
+    },
+    "User": {
+        "type": "object",
+        "required": ["client_id"],
+        "properties": {
+            "client_id": {"type": "string"},
+            "login": {"type": "string"},
+            "token_type": {"type": "string", "enum": ["static", "oauth"]},
+            "extensions": {"type": ["array", "null"], "items": {"type": "integer"}},
+            "expires_in": {"type": ["integer", "null"]},
+        },
+    },
+    "Extension": {
+        "type": "object",
+        "required": ["id", "name", "type"],
+        "properties": {
+            "id": {"type": "integer"},
+            "name": {"type": "string", "description": "client*short"},
+            "type": {"type": "string", "enum": ["phone", "queue", "ivr"]},
+            "status": {"type": "string"},
+            "label": {"type": "string"},
+            "domain": {"type": ["string", "null"]},
+            "client_id": {"type": "string"},
+            "full_name": {"type": "string"},
+        },
+    },
+    "Record": {
+        "type": "object",
+        "required": ["record_uuid", "call_uuid", "extension_id"],
+        "properties": {
+            "record_uuid": {"type": "string"},
+            "call_uuid": {"type": "string"},
+            "kind": {"type": "string", "enum": ["call", "voicemail"]},
+            "flow": {"type": "string"},
+            "init_time_gmt": {"type": ["string", "null"]},
+            "start_time_gmt": {"type": ["string", "null"]},
+            "hangup_time_gmt": {"type": ["string", "null"]},
+            "duration": {"type": "integer"},
+            "extension_id": {"type": "integer"},
+            "result": {"type": ["string", "null"]},
+            "from_username": {"type": ["string", "null"]},
+            "to_username": {"type": ["string", "null"]},
+            "record_file_size": {"type": ["integer", "null"]},
+            "file_name": {"type": ["string", "null"]},
+        },
+    },
+    "StorageUrl": {
+        "type": "object",
+        "required": ["record_url"],
+        "properties": {
+            "record_url": {"type": "string", "description": "Signed, expiring; no token needed"},
+            "expires_in": {"type": "integer"},
+        },
+    },
+    "CallHistory": {
+        "type": "object",
+        "required": ["call_uuid", "cdr"],
+        "properties": {
+            "call_uuid": {"type": "string"},
+            "flow": {"type": "string"},
+            "init_time_gmt": {"type": "string"},
+            "bridged_time_gmt": {"type": ["string", "null"]},
+            "hangup_time_gmt": {"type": ["string", "null"]},
+            "duration": {"type": "integer", "description": "Seconds"},
+            "bridged_duration": {"type": "integer", "description": "Seconds of talk"},
+            "result": {"type": "string"},
+            "from_username": {"type": ["string", "null"]},
+            "to_username": {"type": ["string", "null"]},
+            "cdr": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "record_uuid": {"type": ["string", "null"]},
+                        "extension_id": {"type": "integer"},
+                        "sub_call_id": {"type": "string"},
+                    },
+                },
+            },
+        },
+    },
+    "CurrentCall": {
+        "type": "object",
+        "required": ["call_api_id", "call_flow", "extension_id"],
+        "properties": {
+            "call_api_id": {"type": "string"},
+            "other_call_api_id": {"type": ["string", "null"]},
+            "call_flow": {"type": "string", "enum": ["in", "out"]},
+            "called_number": {"type": ["string", "null"]},
+            "caller_id_number": {"type": ["string", "null"]},
+            "init_time_gmt": {"type": ["string", "null"]},
+            "answer_time_gmt": {"type": ["string", "null"]},
+            "extension_id": {"type": "integer"},
+            "record_uuid": {"type": ["string", "null"]},
+            "real_call": {"type": "boolean"},
+            "state": {"type": "string", "enum": ["ringing", "answered"]},
+        },
+    },
+}
+
+
+def telphin_paths() -> dict[str, Any]:
+    """OAuth2, who the token is, extensions, recordings, the call history, current calls."""
+    records_of = {
+        "get": {
+            "summary": "The complete recordings",
+            "parameters": WINDOW,
+            "responses": {
+                "200": _json("Recordings", {"type": "array", "items": _ref("Record")}),
+                "400": BAD["400"],
+                **COMMON,
+            },
+        }
+    }
+    storage_url = {
+        "get": {
+            "summary": "A signed link to the recording's file (no token needed to download it)",
+            "responses": {"200": _json("The link", _ref("StorageUrl")), **NOT_READY, **COMMON},
+        }
+    }
+    one_record = {
+        "get": {"summary": "The recording's file", "responses": {"200": FILE, **NOT_READY, **COMMON}},
+        "delete": {
+            "summary": "Forget the recording (its file too, once no other recording names it)",
+            "responses": {**GONE, "409": _err("The file cannot be deleted"), **COMMON},
+        },
+    }
+    return {
+        "/oauth/token": {
+            "post": {
+                "summary": "OAuth2 client_credentials: a bearer token for api.clients' id and secret "
+                "(form or Basic)",
+                "security": [],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/x-www-form-urlencoded": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["grant_type"],
+                                "properties": {
+                                    "grant_type": {"type": "string", "enum": ["client_credentials"]},
+                                    "client_id": {"type": "string"},
+                                    "client_secret": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json("The token", _ref("Token")),
+                    "400": _json("Bad request", _ref("OAuthError")),
+                    "401": _json("Unknown client or wrong secret", _ref("OAuthError")),
+                    "429": COMMON["429"],
+                },
+            }
+        },
+        PREFIX + "/user/": {
+            "get": {
+                "summary": "Who the token is",
+                "responses": {"200": _json("The token's client", _ref("User")), **COMMON},
+            }
+        },
+        PREFIX + "/client/{client_id}/extension/": {
+            "parameters": [CLIENT],
+            "get": {
+                "summary": "The extensions the token sees",
+                "parameters": [
+                    _query("name", {"type": "string"}, "client*short (or the full name)"),
+                    _query("type", {"type": "string", "enum": ["phone", "queue", "ivr"]}, "Extension type"),
+                    _query("status", {"type": "string"}, "active"),
+                    _query("page", {"type": "integer", "minimum": 1, "maximum": 1000000}, "1 first"),
+                    _query("per_page", {"type": "integer", "minimum": 1, "maximum": 1000}, "All by default"),
+                ],
+                "responses": {
+                    "200": _json("Extensions", {"type": "array", "items": _ref("Extension")}),
+                    "400": BAD["400"],
+                    **COMMON,
+                },
+            },
+        },
+        PREFIX + "/client/{client_id}/extension/{extension_id}": {
+            "parameters": [CLIENT, EXT],
+            "get": {
+                "summary": "One extension",
+                "responses": {"200": _json("The extension", _ref("Extension")), **COMMON},
+            },
+        },
+        PREFIX + "/extension/{extension_id}/": {
+            "parameters": [EXT],
+            "get": {
+                "summary": "One extension",
+                "responses": {"200": _json("The extension", _ref("Extension")), **COMMON},
+            },
+        },
+        PREFIX + "/extension/{extension_id}/record/": {"parameters": [EXT], **records_of},
+        PREFIX + "/extension/{extension_id}/record/{record_uuid}/storage_url/": {
+            "parameters": [EXT, RECORD],
+            **storage_url,
+        },
+        PREFIX + "/extension/{extension_id}/record/{record_uuid}": {
+            "parameters": [EXT, RECORD],
+            **one_record,
+        },
+        PREFIX + "/client/{client_id}/record/": {"parameters": [CLIENT], **records_of},
+        PREFIX + "/client/{client_id}/record/{record_uuid}/storage_url/": {
+            "parameters": [CLIENT, RECORD],
+            **storage_url,
+        },
+        PREFIX + "/client/{client_id}/record/{record_uuid}": {"parameters": [CLIENT, RECORD], **one_record},
+        "/records/{record_uuid}/{file_name}": {
+            "get": {
+                "summary": "A recording by a link from storage_url (no token)",
+                "security": [],
+                "parameters": [
+                    RECORD,
+                    {"name": "file_name", "in": "path", "required": True, "schema": {"type": "string"}},
+                    _query("expires", {"type": "integer"}, "Unix seconds"),
+                    _query("signature", {"type": "string"}, "HMAC of the id and expiry"),
+                ],
+                "responses": {
+                    "200": FILE,
+                    "403": _err("Not a link of this bridge, or expired"),
+                    "404": _err("No such recording (any more)"),
+                    **NOT_READY,
+                },
+            }
+        },
+        PREFIX + "/client/{client_id}/call_history/": {
+            "parameters": [CLIENT],
+            "get": {
+                "summary": "Calls that began in a time window, built from the events the bridge sent",
+                "parameters": [
+                    *WINDOW,
+                    _query("count", {"type": "integer", "minimum": 1, "maximum": 1000}, "= per_page"),
+                    _query("extension_id", {"type": "integer"}, "Only calls that reached it"),
+                ],
+                "responses": {
+                    "200": _json(
+                        "{page, per_page, order, call_history}",
+                        {
+                            "type": "object",
+                            "properties": {"call_history": {"type": "array", "items": _ref("CallHistory")}},
+                        },
+                    ),
+                    "400": BAD["400"],
+                    **COMMON,
+                },
+            },
+        },
+        PREFIX + "/client/{client_id}/call_history/{call_uuid}": {
+            "parameters": [
+                CLIENT,
+                {
+                    "name": "call_uuid",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": "The events' CallID",
+                },
+            ],
+            "get": {
+                "summary": "One call's history (its components in cdr)",
+                "responses": {"200": _json("The call", _ref("CallHistory")), **COMMON},
+            },
+        },
+        PREFIX + "/extension/{extension_id}/current_calls/": {
+            "parameters": [EXT],
+            "get": {
+                "summary": "The extension's calls in progress",
+                "responses": {
+                    "200": _json(
+                        "{call_list}",
+                        {
+                            "type": "object",
+                            "properties": {"call_list": {"type": "array", "items": _ref("CurrentCall")}},
+                        },
+                    ),
+                    **COMMON,
+                    **NEEDS_AMI,
+                },
+            },
+        },
+        PREFIX + "/client/{client_id}/current_calls/": {
+            "parameters": [CLIENT],
+            "get": {
+                "summary": "Every call in progress the token sees",
+                "responses": {
+                    "200": _json(
+                        "{call_list}",
+                        {
+                            "type": "object",
+                            "properties": {"call_list": {"type": "array", "items": _ref("CurrentCall")}},
+                        },
+                    ),
+                    **COMMON,
+                    **NEEDS_AMI,
+                },
+            },
+        },
+        PREFIX + "/extension/{extension_id}/current_calls/{call_api_id}": {
+            "parameters": [EXT, CALL_API_ID],
+            "put": {
+                "summary": "Act on a call in progress: transfer, attended_transfer, hold, offhold, park, "
+                "pickup, eavesdrop, whisper, conference",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["action"],
+                                "properties": {
+                                    "action": {"type": "string", "enum": list(ACTIONS)},
+                                    "send_dst": {
+                                        "type": "string",
+                                        "description": "A number (transfer, "
+                                        "attended_transfer, pickup, eavesdrop, whisper, conference)",
+                                    },
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json("Done"),
+                    **BAD,
+                    **COMMON,
+                    "409": _err("Not possible in this state (not answered, not on hold...)"),
+                    "502": _err("Asterisk refused"),
+                    **NEEDS_AMI,
+                },
+            },
+            "delete": {
+                "summary": "Hang the extension's channel up",
+                "responses": {**GONE, **COMMON, "502": _err("Asterisk refused"), **NEEDS_AMI},
             },
         },
     }

@@ -30,6 +30,7 @@ the events to emit, in order.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import ClassVar
 
 from bridge.ami.message import Message
@@ -38,7 +39,7 @@ from bridge.translate.conference import ConferenceRules
 from bridge.translate.dial import DialRules
 from bridge.translate.ivr import IvrRules
 from bridge.translate.messages import MessageRules
-from bridge.translate.model import Emitted, Recording
+from bridge.translate.model import Channel, Component, Emitted, Recording, record_id
 from bridge.translate.pickup import PickupRules
 from bridge.translate.queue import QueueRules
 from bridge.translate.transfer import TransferRules
@@ -55,6 +56,19 @@ PENDING_WAIT_US = 500_000
 #: then is held too, behind it: the Local pairs a wrapped phone is dialed through)
 _KEEP_HOLDING = frozenset({"BridgeEnter", "BridgeLeave", "Newchannel", "NewCallerid", "Newexten", "VarSet",
                            "Newstate", "DialBegin"})  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class LiveComponent:
+    """A component in progress, for the current calls: its channel, the channel on the
+    other side (``peer``: the one an action on the other party takes) and the real party
+    behind it (``far``: Local pairs followed), and its record id if recorded."""
+
+    chan: Channel
+    comp: Component
+    peer: Channel | None
+    far: Channel | None
+    record_uuid: str | None
 
 
 def timestamp_us(value: str | None) -> int | None:
@@ -116,6 +130,27 @@ class Translator(
     def waiting(self) -> bool:
         """Hangups wait for events Asterisk may still send (see :meth:`flush`)."""
         return bool(self._pending or self._held)
+
+    # ---- what is going on now (read by the API's current calls) ------------------------
+
+    def live_components(self) -> list[LiveComponent]:
+        """Every component not ended yet, with its channel, the party on the other side
+        (the channel bridged with it, else the one dialing it or dialed by it) and its
+        record id when the call is recorded."""
+        out = []
+        for chan in self.channels.values():
+            for comp in chan.comps:
+                if comp.ended:
+                    continue
+                peer = self._bridge_peer(chan)
+                if peer is None:
+                    dialer = self.channels.get(chan.dialed_by or "")
+                    peer = dialer or next(iter(self._dialed(chan)), None)
+                recorded = chan.call.recording is not None or self._var(chan, "RecID") is not None
+                rec = record_id(comp.ext.id, comp.sub_id) if recorded else None
+                far = self._far_end(peer) if peer is not None else None
+                out.append(LiveComponent(chan, comp, peer, far, rec))
+        return out
 
     def take_recordings(self) -> tuple[list[Recording], list[str]]:
         """The recordings named by the events emitted since the last call, and the

@@ -23,8 +23,12 @@ from tests.conftest import FIXTURES, REPO, free_port
 
 sys.path.insert(0, str(REPO / "lab"))
 TOKEN = "live-test-token-0123456789"
+#: an OAuth client of the live daemon (what a Telphin integration signs in as)
+CLIENT_ID, CLIENT_SECRET = "crm", "live-crm-secret-0123456789"
 LAB_CACHE = Path(os.environ.get("LAB_CACHE", "/var/cache/ami-bridge-lab"))
-VOICEMAIL_SPOOL = LAB_CACHE / "chroot" / "var" / "spool" / "ami-bridge-lab" / "voicemail"
+#: the lab Asterisk's spool as this machine sees it (Asterisk names it /var/spool/ami-bridge-lab)
+SPOOL = LAB_CACHE / "chroot" / "var" / "spool" / "ami-bridge-lab"
+VOICEMAIL_SPOOL = SPOOL / "voicemail"
 
 
 @pytest.fixture
@@ -61,10 +65,16 @@ async def running_daemon(tmp_path: Path, profile: Path) -> AsyncIterator[str]:
     config.write_text(
         profile.read_text()
         + f"""
-api: {{listen: "127.0.0.1:{port}", tokens: [{{token: {TOKEN}}}]}}
+api:
+  listen: "127.0.0.1:{port}"
+  tokens: [{{token: {TOKEN}}}]
+  clients: [{{client_id: {CLIENT_ID}, client_secret: {CLIENT_SECRET}}}]
 store: {{path: "{tmp_path / "bridge.db"}"}}
 delivery: {{backoff_initial: 0.2, backoff_max: 1, allow_networks: ["127.0.0.0/8"]}}
 voicemail: {{spool: "{VOICEMAIL_SPOOL}"}}
+recordings:
+  dirs: ["{SPOOL / "monitor"}", "{VOICEMAIL_SPOOL}"]
+  path_map: {{/var/spool/ami-bridge-lab: "{SPOOL}"}}
 """
     )
     with open(tmp_path / "daemon.log", "wb") as log:

@@ -134,7 +134,7 @@ async def test_blind_transfer_over_rest(daemon: str, receiver: Any) -> None:
 @pytest.mark.usefixtures("lab")
 async def test_voicemail_left(daemon: str, receiver: Any) -> None:
     """102 does not answer and its voicemail takes a message: one voicemail event with
-    the spool's msg_id as RecID and the message length."""
+    the bridge's record id as RecID and the message length (from the spool)."""
     got, url = receiver
     await subscribe(daemon, 1102, "voicemail", f"{url}/vm", "POST")
 
@@ -148,6 +148,6 @@ async def test_voicemail_left(daemon: str, receiver: Any) -> None:
     await wait_for(got, 1)
     vm = fields(got, "/vm")
     assert len(vm) == 1
-    assert re.fullmatch(r"\d+-\d+", vm[0]["RecID"]), vm[0]["RecID"]
+    assert re.fullmatch(r"1102-[0-9a-f]{32}", vm[0]["RecID"]), vm[0]["RecID"]
     assert 3_000_000 <= int(vm[0]["Duration"]) <= 6_000_000
     assert vm[0]["CallerIDNum"] == "000*101"
