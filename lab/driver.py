@@ -850,6 +850,13 @@ def summarize(data: bytes) -> str:
     return "\n".join(head) + "\n\nKey events, in order:\n\n" + "\n".join(lines) + "\n"
 
 
+async def fresh_switches(ami: Manager) -> None:
+    """Clear the AstDB switches a scenario may have left (forwarding, follow-me, voicemail,
+    the Local-wrapped profile): every scenario and live test starts from plain phones."""
+    for family in ("CF", "FM", "VM", "LAB"):
+        await ami.send_action({"Action": "DBDelTree", "Family": family})
+
+
 async def record_one(name: str, out_dir: Path) -> Path:
     fn = SCENARIOS[name]
     ami = Manager(host=AMI[0], port=AMI[1], username="lab", secret="lab-secret", ping_delay=3600, events="on")
@@ -860,9 +867,7 @@ async def record_one(name: str, out_dir: Path) -> Path:
         await asyncio.sleep(0.05)
     else:
         raise ScenarioError("lab AMI user could not log in: is the lab up? (lab/lab.sh up)")
-    # fresh per-phone switches for every scenario
-    for family in ("CF", "FM", "VM", "LAB"):
-        await ami.send_action({"Action": "DBDelTree", "Family": family})
+    await fresh_switches(ami)
     path = out_dir / f"{name}.ami"
     tmp = path.with_suffix(".ami.tmp")
     with open(tmp, "wb") as out:

@@ -123,7 +123,7 @@ async def subscribe(base: str, ext: int, event_type: str, url: str, method: str)
 
 
 async def place(fn: Any) -> None:
-    from driver import AMI, Lab  # type: ignore[import-not-found]
+    from driver import AMI, Lab, fresh_switches  # type: ignore[import-not-found]
 
     ami = Manager(host=AMI[0], port=AMI[1], username="lab", secret="lab-secret", ping_delay=3600)
     ami.connect()
@@ -131,6 +131,7 @@ async def place(fn: Any) -> None:
         if ami.authenticated:
             break
         await asyncio.sleep(0.05)
+    await fresh_switches(ami)  # a scenario played before may have left LAB/wrap=1 or forwarding
     lab = Lab(None, ami)
     try:
         await fn(lab)
