@@ -215,16 +215,51 @@ class ApiConfig(_Strict):
     #: requests per minute per token (per client address without one); 429 past it
     rate_limit_per_minute: Annotated[int, Field(ge=1)] = 600
 
+    #: the console (``/dashboard``) on this listener too, behind a login with an API token
+    #: or an OAuth client's credentials, scoped to its extensions
+    console: bool = True
+
     @property
     def host_port(self) -> tuple[str, int]:
-        host, _, port = self.listen.rpartition(":")
-        return host.strip("[]") or "127.0.0.1", int(port)
+        return _host_port(self.listen)
 
     @model_validator(mode="after")
     def _listen_ok(self) -> ApiConfig:
-        host, _, port = self.listen.rpartition(":")
-        if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
-            raise ValueError(f"listen must be 'host:port', e.g. 127.0.0.1:8080 (got {self.listen!r})")
+        _listen_ok(self.listen, "127.0.0.1:8080")
+        return self
+
+
+def _host_port(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _listen_ok(listen: str, example: str) -> None:
+    host, _, port = listen.rpartition(":")
+    if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+        raise ValueError(f"listen must be 'host:port', e.g. {example} (got {listen!r})")
+
+
+class ManagementConfig(_Strict):
+    """The private listener: ``/metrics``, ``/health`` and the console, for the operator.
+
+    Keep it on loopback (or a management network): without ``login`` its console shows
+    every call and delivery to whoever reaches it.
+    """
+
+    listen: str = "127.0.0.1:8081"
+    #: ask for a login (an API token or an OAuth client's credentials) here too
+    login: bool = False
+    #: how long a console login lasts, in seconds
+    session_ttl: Annotated[int, Field(ge=60, le=7 * 86400)] = 8 * 3600
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return _host_port(self.listen)
+
+    @model_validator(mode="after")
+    def _listen_ok(self) -> ManagementConfig:
+        _listen_ok(self.listen, "127.0.0.1:8081")
         return self
 
 
@@ -359,6 +394,7 @@ class Config(_Strict):
     trunks: list[str] = []
     variables: Variables = Variables()
     api: ApiConfig = ApiConfig()
+    management: ManagementConfig = ManagementConfig()
     store: StoreConfig = StoreConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     callback: CallbackConfig = CallbackConfig()
@@ -416,6 +452,9 @@ class Config(_Strict):
             unknown = sorted(set(exts or ()) - ids)
             if unknown:
                 raise ValueError(f"{where}.extensions: no extension has id {unknown[0]} (see extensions:)")
+        if self.api.host_port == self.management.host_port:
+            raise ValueError(f"management.listen {self.management.listen!r} is the API's address: give the "
+                             "management listener a port of its own (e.g. 127.0.0.1:8081)")  # fmt: skip
         clients = [c.client_id for c in self.api.clients]
         twice = sorted({c for c in clients if clients.count(c) > 1})
         if twice:

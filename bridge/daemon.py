@@ -29,13 +29,15 @@ from bridge.ami.filter import coarse_filter, early_filter, needs
 from bridge.ami.message import Message
 from bridge.ami.source import AmiSource, SourceItem
 from bridge.api import DISPATCHER_KEY, make_app
+from bridge.api.auth import index_credentials
+from bridge.api.common import CONFIG_KEY, STORE_KEY
 from bridge.api.control import ACTIONS_KEY, TRANSLATOR_KEY
 from bridge.config import Config
+from bridge.console.web import Console, add_console, loopback_hosts
 from bridge.delivery.dispatcher import Dispatcher
 from bridge.delivery.guard import GuardedResolver, parse_networks
 from bridge.delivery.http import make_client
 from bridge.hub import EventHub
-from bridge.hub import add_routes as add_dashboard
 from bridge.mqtt import MqttMirror
 from bridge.observability import Parts, Stats, make_registry
 from bridge.observability import add_routes as add_observability
@@ -65,6 +67,8 @@ class Daemon:
         self._last_commit = -math.inf
         #: the running translator (its recordings are committed with its events)
         self.translator: Translator | None = None
+        #: what the console shows (calls, delivery health, charts)
+        self.console: Console | None = None
 
     async def _pipeline(
         self,
@@ -107,6 +111,8 @@ class Daemon:
                 self._deliver(events, store, dispatcher, mirror, hub)
                 events = []
                 log.info("AMI %s%s", item.kind, f": {item.detail}" if item.detail else "")
+                if self.console is not None and item.kind in ("connected", "disconnected"):
+                    self.console.timeline.ami(item.kind == "connected", time.time())
                 if item.kind == "disconnected":
                     outage = True
                 elif item.kind == "connected":
@@ -198,8 +204,12 @@ class Daemon:
         self._last_commit = asyncio.get_running_loop().time()
         # deliveries per event (each Delivery holds its event's dict), for the debug line only
         counts = Counter(id(d.event) for d in deliveries) if log.isEnabledFor(logging.DEBUG) else None
+        timeline = self.console.timeline if self.console is not None else None
+        wall = time.time()
         for ext_id, event in batch:
             self.stats.events_out[event["EventType"]] += 1
+            if timeline is not None:
+                timeline.event(event["EventType"], event.get("CallID"), wall)
             if counts is not None:
                 log.debug(
                     "event %s for extension %s -> %d deliveries",
@@ -239,15 +249,45 @@ class Daemon:
                 problems.append(f"store not writable: {why}")
             return problems
 
-        add_observability(app, registry, ready)
         hub = EventHub()
-        add_dashboard(app, hub)
+        console = Console(hub, store, session_ttl=config.management.session_ttl, wake=dispatcher.wake)
+        console.timeline.ami(False, time.time())
+        self.console = console
+
+        def attempted(sub_id: int, ok: bool, took: float, status: int | None, error: str | None,
+                      since_event: float | None) -> None:  # fmt: skip
+            wall = time.time()
+            console.health.attempt(sub_id, wall, ok, took, status, error)
+            console.timeline.delivery(ok, since_event, wall)
+
+        dispatcher.on_attempt = attempted
+        if config.api.console:
+            add_console(app, console, login=True, hosts=None)
+        mgmt = web.Application()
+        mgmt[CONFIG_KEY], mgmt[STORE_KEY] = config, store
+        index_credentials(mgmt, config)
+        mhost, mport = config.management.host_port
+        add_console(mgmt, console, login=config.management.login, hosts=loopback_hosts(mhost))
+        add_observability(mgmt, registry, ready)
         runner = web.AppRunner(app, access_log=None)
+        mrunner = web.AppRunner(mgmt, access_log=None)
         await runner.setup()
+        await mrunner.setup()
         host, port = config.api.host_port
         site = web.TCPSite(runner, host, port)
         await site.start()
-        log.info("API listening on http://%s:%s (docs at /docs)", host, port)
+        msite = web.TCPSite(mrunner, mhost, mport)
+        try:
+            await msite.start()
+        except OSError as err:
+            await runner.cleanup()
+            raise OSError(
+                err.errno,
+                f"management.listen {config.management.listen}: {err.strerror} "
+                "(another process has that port? give management.listen another one)",
+            ) from err
+        log.info("API listening on http://%s:%s (docs at /docs); console, /metrics and /health on "
+                 "http://%s:%s/", host, port, mhost, mport)  # fmt: skip
         dispatcher.start()  # what the previous process left pending; then watch the store
         mirror_task = asyncio.ensure_future(mirror.run()) if mirror is not None else None
         source.start()
@@ -276,6 +316,7 @@ class Daemon:
             await asyncio.gather(pipeline, return_exceptions=True)
             self._drain(source, translator, store, dispatcher, mirror, hub)
             await runner.cleanup()
+            await mrunner.cleanup()
             try:
                 await asyncio.wait_for(dispatcher.idle(), self.shutdown_grace)
             except TimeoutError:

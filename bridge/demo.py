@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+import socket
 import tempfile
 import time
 from collections.abc import Iterable
@@ -194,12 +195,27 @@ class ReplayServer:
             n += 1
 
 
-def demo_config(ami_port: int, api_port: int, store: Path, token: str) -> Config:
+def management_port(api_port: int) -> int:
+    """The console's port: the API's + 1 when free, else any free one."""
+    for port in (api_port + 1, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise OSError(f"no free port for the console near {api_port}")
+
+
+def demo_config(
+    ami_port: int, api_port: int, store: Path, token: str, mgmt_port: int | None = None
+) -> Config:
     return parse_config(f"""
 ami: {{host: 127.0.0.1, port: {ami_port}, username: demo, secret: demo}}
 extensions: {DEMO_EXTENSIONS}
 trunks: [trunk]
 api: {{listen: "127.0.0.1:{api_port}", tokens: [{{token: {token}}}]}}
+management: {{listen: "127.0.0.1:{mgmt_port or api_port + 1}"}}
 store: {{path: "{store}"}}
 delivery: {{backoff_initial: 0.5, backoff_max: 5, allow_networks: ["127.0.0.0/8"]}}
 """, "demo")  # fmt: skip
@@ -233,7 +249,8 @@ async def run_demo(api_port: int = 8080, duration: float | None = None, speed: f
     ami_port = await replay.start()
     tmp = Path(tempfile.mkdtemp(prefix="ami-bridge-demo-"))
     token = secrets.token_urlsafe(18)
-    config = demo_config(ami_port, api_port, tmp / "bridge.db", token)
+    mport = management_port(api_port)
+    config = demo_config(ami_port, api_port, tmp / "bridge.db", token, mport)
 
     from bridge.store import Store
 
@@ -245,8 +262,8 @@ async def run_demo(api_port: int = 8080, duration: float | None = None, speed: f
     print(f"""ami-bridge demo: replaying real Asterisk recordings over AMI (127.0.0.1:{ami_port})
   API        http://127.0.0.1:{api_port}/  (Authorization: Bearer {token})
   API docs   http://127.0.0.1:{api_port}/docs
-  dashboard  http://127.0.0.1:{api_port}/dashboard
-  metrics    http://127.0.0.1:{api_port}/metrics
+  console    http://127.0.0.1:{mport}/dashboard  (on the API's port too, after a login)
+  metrics    http://127.0.0.1:{mport}/metrics
   store      {config.store.path}
 Every extension is subscribed to a local receiver; it prints each webhook below. Ctrl-C stops.
 """, flush=True)  # fmt: skip

@@ -200,6 +200,9 @@ class _Streams:
 
 
 HUB_KEY = web.AppKey("dashboard_hub", EventHub)
+#: who looks (a :class:`bridge.api.common.Principal`, set by the console's guard): the
+#: state and the stream keep to its extensions; without it, everything is shown
+SCOPE_KEY = web.RequestKey("console_scope", object)
 _STREAMS_KEY = web.AppKey("dashboard_streams", _Streams)
 _FILES = {
     "/dashboard": ("dashboard.html", "text/html"),
@@ -213,8 +216,25 @@ def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def _state(hub: EventHub) -> dict[str, Any]:
-    return {"active_calls": hub.active_calls(), "recent": hub.recent()}
+def _extensions(request: web.Request) -> frozenset[int] | None:
+    """The extensions the request may see (None: all)."""
+    principal = request.get(SCOPE_KEY)
+    extensions = getattr(principal, "extensions", None)
+    return extensions if isinstance(extensions, frozenset) else None
+
+
+def _scoped_call(call: dict[str, Any], exts: frozenset[int] | None) -> dict[str, Any] | None:
+    if exts is None:
+        return call
+    mine = [e for e in call["extensions"] if e in exts]
+    return {**call, "extensions": mine} if mine else None
+
+
+def _state(hub: EventHub, exts: frozenset[int] | None = None) -> dict[str, Any]:
+    if exts is None:
+        return {"active_calls": hub.active_calls(), "recent": hub.recent()}
+    calls = [c for c in (_scoped_call(c, exts) for c in hub.active_calls()) if c is not None]
+    return {"active_calls": calls, "recent": [i for i in hub.recent() if i["extension_id"] in exts]}
 
 
 def _static(name: str, content_type: str) -> Handler:
@@ -231,7 +251,7 @@ def _static(name: str, content_type: str) -> Handler:
 
 async def _state_handler(request: web.Request) -> web.Response:
     return web.Response(
-        text=_json(_state(request.app[HUB_KEY])),
+        text=_json(_state(request.app[HUB_KEY], _extensions(request))),
         content_type="application/json",
         headers={"Cache-Control": "no-cache"},
     )
@@ -251,6 +271,7 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     """
     hub = request.app[HUB_KEY]
     streams = request.app[_STREAMS_KEY]
+    exts = _extensions(request)
     resp = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -264,7 +285,7 @@ async def _stream(request: web.Request) -> web.StreamResponse:
         await resp.prepare(request)
         if streams.stopping:
             return resp
-        await resp.write(f"event: state\ndata: {_json(_state(hub))}\nretry: 2000\n\n".encode())
+        await resp.write(f"event: state\ndata: {_json(_state(hub, exts))}\nretry: 2000\n\n".encode())
         last_write = time.monotonic()
         while True:
             try:
@@ -279,8 +300,11 @@ async def _stream(request: web.Request) -> web.StreamResponse:
                 continue
             if item is CLOSED:
                 break
+            if exts is not None and item["extension_id"] not in exts:
+                continue
             call_id = item["event"].get("CallID")
-            data = {**item, "active_call": None if call_id is None else hub.active_call(call_id)}
+            call = None if call_id is None else hub.active_call(call_id)
+            data = {**item, "active_call": None if call is None else _scoped_call(call, exts)}
             await resp.write(f"event: call\ndata: {_json(data)}\n\n".encode())
             last_write = time.monotonic()
     except ConnectionError:

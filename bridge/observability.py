@@ -105,7 +105,8 @@ def make_registry(parts: Parts) -> tuple[CollectorRegistry, Histogram]:
 
 
 def add_routes(app: web.Application, registry: CollectorRegistry, ready: Callable[[], list[str]]) -> None:
-    """/metrics and /health (no token: bind the API to loopback or a management network)."""
+    """/metrics and /health, on the management listener (no token: keep it on loopback or a
+    management network)."""
 
     async def metrics(request: web.Request) -> web.Response:
         body = generate_latest(registry)

@@ -587,6 +587,60 @@ class Store:
             delivery_ids,
         ).rowcount
 
+    # ---- the console's view of deliveries ---------------------------------------------
+
+    def all_subscriptions(self) -> list[Subscription]:
+        """Every subscription, by id."""
+        return sorted(self._subscriptions().values(), key=lambda s: s.id)
+
+    def disabled_reasons(self) -> dict[int, str]:
+        """Why each disabled subscription was disabled (a receiver's 410, mostly)."""
+        rows = self.db.execute(
+            "SELECT id, COALESCE(disabled_reason, '') FROM subscriptions WHERE enabled = 0"
+        )
+        return {int(r[0]): str(r[1]) for r in rows}
+
+    def delivery_counts(self) -> dict[int, tuple[int, int]]:
+        """(pending, failed) deliveries per subscription that has any (partial indexes only)."""
+        counts: dict[int, tuple[int, int]] = {}
+        for i, state in enumerate(("pending", "failed")):
+            rows = self.db.execute(
+                f"SELECT subscription_id, COUNT(*) FROM deliveries WHERE state = '{state}' GROUP BY 1"
+            )
+            for sub_id, n in rows:
+                pending, failed = counts.get(sub_id, (0, 0))
+                counts[sub_id] = (n, failed) if i == 0 else (pending, n)
+        return counts
+
+    def failed_deliveries(self, extensions: Collection[int] | None, limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` failed deliveries (of subscriptions of ``extensions``; None:
+        all): id, subscription, extension, URL, the event's type and CallID, attempts, the
+        last status and error."""
+        where: str = ""
+        args: tuple[int, ...] = ()
+        if extensions is not None:
+            where = f" AND s.extension_id IN ({','.join('?' * len(extensions))})"
+            args = tuple(extensions)
+        rows = self.db.execute(
+            "SELECT d.id, d.subscription_id, s.extension_id, s.url, s.method, e.event_type, e.call_id,"
+            " d.attempts, d.last_status, d.last_error FROM deliveries d"
+            " JOIN subscriptions s ON s.id = d.subscription_id JOIN events e ON e.id = d.event_id"
+            f" WHERE d.state = 'failed'{where} ORDER BY d.id DESC LIMIT ?",
+            (*args, limit),
+        )
+        keys = ("id", "subscription_id", "extension_id", "url", "method", "event_type", "call_id",
+                "attempts", "last_status", "last_error")  # fmt: skip
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def delivery_extension(self, delivery_id: int) -> int | None:
+        """The extension whose subscription a delivery is for (None: no such delivery)."""
+        row = self.db.execute(
+            "SELECT s.extension_id FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id"
+            " WHERE d.id = ?",
+            (delivery_id,),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
 
 #: the states a delivery can be in
 DELIVERY_STATES = ("pending", "delivered", "failed")

@@ -53,6 +53,7 @@ extensions:
   - {{id: 1101, name: "000*101@pbx.example", type: phone, endpoint: "101"}}
   - {{id: 1102, name: "000*102@pbx.example", type: phone, endpoint: "102"}}
 api: {{listen: "127.0.0.1:{free_port()}"}}
+management: {{listen: "127.0.0.1:{free_port()}"}}
 store: {{path: "{db}"}}
 delivery: {{allow_networks: ["127.0.0.0/8"], backoff_initial: 0.1, backoff_max: 0.2}}
 """)

@@ -23,6 +23,7 @@ def test_run_notifies_ready_watchdog_and_stopping(tmp_path: Path) -> None:
     config.write_text(f"""
 ami: {{host: 127.0.0.1, port: {free_port()}, username: bridge, secret: x}}
 api: {{listen: "127.0.0.1:{free_port()}", tokens: [{{token: token-0123456789abcdef}}]}}
+management: {{listen: "127.0.0.1:{free_port()}"}}
 store: {{path: "{tmp_path / "bridge.db"}"}}
 """)
     env = {"NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "400000", "PATH": "/usr/bin:/bin"}

@@ -46,6 +46,7 @@ async def test_kill_9_mid_delivery_loses_nothing(tmp_path: Path) -> None:
 ami: {{host: 127.0.0.1, port: {free_port()}, username: bridge, secret: x, reconnect_max: 1}}
 extensions: [{{id: 175, name: "000*099@pbx.example", type: phone, endpoint: "099"}}]
 api: {{listen: "127.0.0.1:{free_port()}", tokens: [{{token: {TOKEN}}}]}}
+management: {{listen: "127.0.0.1:{free_port()}"}}
 store: {{path: "{db}"}}
 delivery: {{allow_networks: ["127.0.0.0/8"]}}
 """)

@@ -22,7 +22,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bridge import hub as hub_module
-from bridge.hub import CLOSED, EventHub, add_routes
+from bridge.hub import CLOSED, EventHub
 
 STATIC = Path(hub_module.__file__).resolve().parent / "static"
 SCREENSHOT = Path("/tmp/dashboard.png")
@@ -211,9 +211,19 @@ async def test_full_subscriber_is_dropped_without_blocking_publish() -> None:
 
 
 def make_dashboard_app(hub: EventHub) -> web.Application:
-    """An aiohttp app with the dashboard routes only."""
+    """An aiohttp app with the console as the management listener serves it (no login),
+    over an empty store."""
+    from bridge.console.web import Console, add_console
+    from bridge.store import Store
+
+    store = Store(Path(tempfile.mkdtemp(prefix="console-")) / "bridge.db")
     app = web.Application()
-    add_routes(app, hub)
+    add_console(app, Console(hub, store), login=False, hosts=None)
+
+    async def close(_app: web.Application) -> None:
+        store.close()
+
+    app.on_cleanup.append(close)
     return app
 
 
@@ -362,10 +372,12 @@ async def test_shutdown_ends_open_streams_at_once() -> None:
                 assert await resp.content.read() == b""  # the stream ended, nothing after the state
 
 
-async def test_dashboard_needs_no_token_on_the_api_app(tmp_path: Path) -> None:
-    """Mounted on the real API app, /dashboard/state answers without a bearer token (the API still wants one)."""
+async def test_dashboard_needs_a_login_on_the_api_app(tmp_path: Path) -> None:
+    """Mounted on the real API app, the console asks for a login: the page is the login form,
+    the state is 401 (the API still wants its token)."""
     from bridge.api import make_app
     from bridge.config import parse_config
+    from bridge.console.web import Console, add_console
     from bridge.store import Store
 
     config = parse_config(
@@ -374,10 +386,11 @@ async def test_dashboard_needs_no_token_on_the_api_app(tmp_path: Path) -> None:
     store = Store(tmp_path / "bridge.db")
     try:
         app = make_app(config, store)
-        add_routes(app, EventHub())
+        add_console(app, Console(EventHub(), store), login=True, hosts=None)
         async with TestClient(TestServer(app)) as client:
-            assert (await client.get("/dashboard/state")).status == 200
-            assert (await client.get("/dashboard")).status == 200
+            assert (await client.get("/dashboard/state")).status == 401
+            page = await client.get("/dashboard")
+            assert page.status == 200 and 'id="login-form"' in await page.text()
             assert (await client.get("/limit/")).status == 401
     finally:
         store.close()
@@ -385,8 +398,8 @@ async def test_dashboard_needs_no_token_on_the_api_app(tmp_path: Path) -> None:
 
 def test_page_loads_nothing_from_the_network() -> None:
     """No http:// or https:// URL (no CDN, no web font) in the page's HTML, JS or CSS."""
-    files = sorted(STATIC.glob("dashboard.*"))
-    assert [f.suffix for f in files] == [".css", ".html", ".js"]
+    files = sorted(STATIC.glob("dashboard.*")) + sorted(STATIC.glob("login.*"))
+    assert [f.suffix for f in files] == [".css", ".html", ".js", ".html", ".js"]
     for f in files:
         text = f.read_text()
         assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/|@import|url\(", text, re.I), f.name

@@ -180,6 +180,7 @@ extensions:
   - {{id: 1101, name: "000*101@pbx.example", type: phone, endpoint: "101"}}
   - {{id: 1102, name: "000*102@pbx.example", type: phone, endpoint: "102"}}
 api: {{listen: "127.0.0.1:{free_port()}"}}
+management: {{listen: "127.0.0.1:{free_port()}"}}
 store: {{path: "{tmp_path / "b.db"}"}}
 mqtt: {{url: "mqtt://127.0.0.1:{broker.port}", topic_prefix: "pbx"}}
 """)

@@ -32,6 +32,7 @@ def config(ami_port: int, tmp_path: Path) -> Any:
         LAB.replace("port: 15038", f"port: {ami_port}")
         + f"""
 api: {{listen: "127.0.0.1:{free_port()}"}}
+management: {{listen: "127.0.0.1:{free_port()}"}}
 store: {{path: "{tmp_path / "b.db"}"}}
 delivery: {{backoff_initial: 0.2, backoff_max: 1, allow_networks: ["127.0.0.0/8"]}}
 """

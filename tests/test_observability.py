@@ -21,12 +21,13 @@ async def test_health_and_metrics_without_ami(tmp_path: Path) -> None:
     store.add_subscription(175, "hangup", "http://127.0.0.1:9/dead", "POST")
     store.enqueue(175, {"EventType": "hangup", "CallID": "c1", "EventTime": 1})
     store.close()
-    port = free_port()
+    port, api_port = free_port(), free_port()
     config = tmp_path / "bridge.yaml"
     config.write_text(f"""
 ami: {{host: 127.0.0.1, port: {free_port()}, username: bridge, secret: x, reconnect_max: 1}}
 extensions: [{{id: 175, name: "000*099@pbx.example", type: phone, endpoint: "099"}}]
-api: {{listen: "127.0.0.1:{port}", tokens: [{{token: token-0123456789abcdef}}]}}
+api: {{listen: "127.0.0.1:{api_port}", tokens: [{{token: token-0123456789abcdef}}]}}
+management: {{listen: "127.0.0.1:{port}"}}
 store: {{path: "{db}"}}
 delivery: {{backoff_initial: 30, allow_networks: ["127.0.0.0/8"]}}
 """)
@@ -43,6 +44,9 @@ delivery: {{backoff_initial: 30, allow_networks: ["127.0.0.0/8"]}}
                     await asyncio.sleep(0.1)
             assert status == 503
             assert body == {"ready": False, "problems": ["AMI not logged in"]}
+            for path in ("/health", "/metrics", "/dashboard/state"):  # the management listener's only
+                async with s.get(f"http://127.0.0.1:{api_port}{path}") as r:
+                    assert r.status in (401, 404), (path, r.status)
             await asyncio.sleep(0.5)  # the dead receiver's first attempt fails -> retry
             async with s.get(f"http://127.0.0.1:{port}/metrics") as r:
                 text = await r.text()
@@ -67,6 +71,7 @@ async def test_tokens_and_secrets_never_reach_the_logs(tmp_path: Path) -> None:
 ami: {{host: 127.0.0.1, port: {free_port()}, username: bridge, secret: {secret}, reconnect_max: 1}}
 extensions: [{{id: 175, name: "000*099@pbx.example", type: phone, endpoint: "099"}}]
 api: {{listen: "127.0.0.1:{port}", tokens: [{{token: {token}}}]}}
+management: {{listen: "127.0.0.1:{free_port()}"}}
 store: {{path: "{tmp_path / "b.db"}"}}
 """)
     log = tmp_path / "daemon.log"

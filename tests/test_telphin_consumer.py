@@ -169,6 +169,7 @@ extensions:
 trunks: {json.dumps(base.trunks)}
 variables: {base.variables.model_dump_json()}
 api: {{listen: "127.0.0.1:{free_port()}", tokens: []}}
+management: {{listen: "127.0.0.1:{free_port()}"}}
 store: {{path: "{tmp_path / "bridge.db"}"}}
 delivery: {{backoff_initial: 0.2, backoff_max: 1, allow_networks: ["127.0.0.0/8"]}}
 """

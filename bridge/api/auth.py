@@ -38,6 +38,14 @@ TOKEN_PREFIX = "abt_"
 
 def setup(app: web.Application, config: Config) -> None:
     """Index the configured tokens and clients, and add the OAuth routes."""
+    index_credentials(app, config)
+    app.router.add_post("/oauth/token", token)
+    route(app, "GET", "/user/", user)
+
+
+def index_credentials(app: web.Application, config: Config) -> None:
+    """Index the configured tokens and clients (what :func:`token_principal` and
+    :func:`client_principal` check) on ``app``."""
     app[TOKENS_KEY] = [
         (
             t.digest,
@@ -46,8 +54,6 @@ def setup(app: web.Application, config: Config) -> None:
         for t in config.api.tokens
     ]
     app[CLIENTS_KEY] = [(c.digest, c) for c in config.api.clients]
-    app.router.add_post("/oauth/token", token)
-    route(app, "GET", "/user/", user)
 
 
 def authenticate(request: web.Request) -> Principal:
@@ -56,23 +62,28 @@ def authenticate(request: web.Request) -> Principal:
     presented = raw.strip()
     if scheme.lower() != "bearer" or not presented:
         raise ApiError(401, "unauthorized", "missing bearer token: send 'Authorization: Bearer <token>'")
+    return token_principal(request.app, presented, now(request))
+
+
+def token_principal(app: web.Application, presented: str, clock: float) -> Principal:
+    """Who a token is (a static one, or one issued to a client and not expired), or 401."""
     given = token_digest(presented)
     found: Principal | None = None
     # compare against every static token, in constant time each, so timing says nothing
-    for digest, principal in request.app[TOKENS_KEY]:
+    for digest, principal in app[TOKENS_KEY]:
         if hmac.compare_digest(digest, given):
             found = principal
     if found is not None:
         return found
     if presented.startswith(TOKEN_PREFIX):
-        issued = request.app[STORE_KEY].token(given)
+        issued = app[STORE_KEY].token(given)
         if issued is not None:
             client_id, expires_at = issued
-            if expires_at <= now(request):
+            if expires_at <= clock:
                 raise ApiError(
                     401, "unauthorized", "the token has expired: ask POST /oauth/token for a new one"
                 )
-            client = _client(request, client_id)
+            client = configured_client(app, client_id)
             if client is None:
                 raise ApiError(401, "unauthorized", f"client {client_id!r} is no longer configured")
             exts = None if client.extensions is None else frozenset(client.extensions)
@@ -80,8 +91,27 @@ def authenticate(request: web.Request) -> Principal:
     raise ApiError(401, "unauthorized", "unknown bearer token")
 
 
-def _client(request: web.Request, client_id: str) -> ApiClient | None:
-    return next((c for _, c in request.app[CLIENTS_KEY] if c.client_id == client_id), None)
+def client_principal(app: web.Application, client_id: str, secret: str) -> Principal:
+    """Who an OAuth client is, by its id and secret (as ``POST /oauth/token`` checks them), or 401."""
+    found = _check_client(app, client_id, secret)
+    if found is None:
+        raise ApiError(401, "unauthorized", "unknown client_id or wrong client_secret")
+    exts = None if found.extensions is None else frozenset(found.extensions)
+    return Principal(found.client_id, exts, "oauth")
+
+
+def _check_client(app: web.Application, client_id: str, secret: str) -> ApiClient | None:
+    given = token_digest(secret)
+    found: ApiClient | None = None
+    for digest, client in app[CLIENTS_KEY]:  # every one, in constant time each
+        if hmac.compare_digest(digest, given) and hmac.compare_digest(client.client_id, client_id):
+            found = client
+    return found
+
+
+def configured_client(app: web.Application, client_id: str) -> ApiClient | None:
+    """The configured OAuth client of that id (None: not, or no longer, configured)."""
+    return next((c for _, c in app[CLIENTS_KEY] if c.client_id == client_id), None)
 
 
 class OAuthError(ApiError):
@@ -128,11 +158,7 @@ async def token(request: web.Request) -> web.Response:
         raise OAuthError(400, "unsupported_grant_type", "grant_type must be client_credentials")
     if not client_id or not secret:
         raise OAuthError(400, "invalid_request", "client_id and client_secret are required")
-    given = token_digest(secret)
-    found: ApiClient | None = None
-    for digest, client in request.app[CLIENTS_KEY]:  # every one, in constant time each
-        if hmac.compare_digest(digest, given) and hmac.compare_digest(client.client_id, client_id):
-            found = client
+    found = _check_client(request.app, client_id, secret)
     if found is None:
         raise OAuthError(401, "invalid_client", "unknown client_id or wrong client_secret")
     ttl = request.app[CONFIG_KEY].api.token_ttl

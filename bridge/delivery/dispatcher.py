@@ -80,6 +80,7 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         on_delivered: Callable[[float], None] | None = None,
+        on_attempt: Callable[[int, bool, float, int | None, str | None, float | None], None] | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -96,6 +97,9 @@ class Dispatcher:
         self.outcomes: dict[str, int] = {"delivered": 0, "retry": 0, "failed": 0, "disabled": 0}
         #: called with seconds from the event's EventTime to the receiver's 2xx
         self.on_delivered = on_delivered
+        #: called after every attempt with (subscription id, delivered, seconds the request
+        #: took, status, error, seconds from the event's EventTime when delivered)
+        self.on_attempt = on_attempt
         self.allow = parse_networks(config.allow_networks)
         #: the SSRF refusal of each URL's IP literal host (None: a name, or allowed)
         self._literal: dict[str, str | None] = {}
@@ -322,6 +326,11 @@ class Dispatcher:
             self._mark(d.id, "failed", attempts, status=status, error=error or f"HTTP {status}")
             outcome = "failed"
         self.outcomes[outcome] += 1
+        if self.on_attempt is not None:
+            event_time = d.event.get("EventTime")
+            since_event = (max(0.0, self.clock() - event_time / 1e6)
+                           if outcome == "delivered" and isinstance(event_time, int) else None)  # fmt: skip
+            self.on_attempt(sub.id, outcome == "delivered", took, status, error, since_event)
         if outcome == "delivered":
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("delivery %s to subscription %s: delivered (status %s, attempt %s, %.3f s)",

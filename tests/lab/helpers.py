@@ -56,15 +56,20 @@ async def daemon(tmp_path: Path) -> AsyncIterator[str]:
         yield base
 
 
+#: a running daemon's base URL -> its management listener's (/health, /metrics, the console)
+MANAGEMENT: dict[str, str] = {}
+
+
 @contextlib.asynccontextmanager
 async def running_daemon(tmp_path: Path, profile: Path) -> AsyncIterator[str]:
     """``ami-bridge run`` against the lab with a profile's configuration (fixtures/*.yaml),
     the test token, a store in ``tmp_path`` and the lab's voicemail spool; its base URL."""
-    port = free_port()
+    port, mport = free_port(), free_port()
     config = tmp_path / "bridge.yaml"
     config.write_text(
         profile.read_text()
         + f"""
+management: {{listen: "127.0.0.1:{mport}"}}
 api:
   listen: "127.0.0.1:{port}"
   tokens: [{{token: {TOKEN}}}]
@@ -81,6 +86,7 @@ recordings:
         proc = subprocess.Popen([sys.executable, "-m", "bridge", "run", "--config", str(config)],
                                 cwd=REPO, stderr=log)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
+    MANAGEMENT[base] = f"http://127.0.0.1:{mport}"
     try:
         async with aiohttp.ClientSession() as s:
             for _ in range(100):

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.lab.helpers import daemon, place, receiver, subscribe, wait_for
+from tests.lab.helpers import MANAGEMENT, daemon, place, receiver, subscribe, wait_for
 
 pytestmark = pytest.mark.lab
 __all__ = ["daemon", "receiver"]  # fixtures used by name
@@ -45,9 +45,9 @@ async def test_internal_call_reaches_get_and_post_subscribers(daemon: str, recei
     assert not [g for g in got if g["path"] == "/nobody"]
     assert len(got) == 6
     async with aiohttp.ClientSession() as s:
-        async with s.get(f"{daemon}/health") as r:
+        async with s.get(f"{MANAGEMENT[daemon]}/health") as r:
             assert r.status == 200 and (await r.json())["ready"] is True
-        async with s.get(f"{daemon}/metrics") as r:
+        async with s.get(f"{MANAGEMENT[daemon]}/metrics") as r:
             metrics = await r.text()
     assert "ami_bridge_ami_connected 1.0" in metrics
     assert 'ami_bridge_events_total{type="dial-in"}' in metrics
