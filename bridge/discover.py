@@ -163,8 +163,9 @@ async def ask(source: AmiSource, config: Config, timeout: float = 20.0) -> Disco
             if unknown_command(err):
                 found.notes.append(f"{missing}: no {what} ({fields['Action']}: {err})")
             else:
-                found.notes.append(f"could not list {what} ({fields['Action']}: {err}); the bridge's "
-                                   "AMI user needs read=system, write=system,call,agent")  # fmt: skip
+                found.notes.append(f"could not list {what} ({fields['Action']}: {err}). Fix: write = "
+                                   "system,call for the bridge's user in manager.conf (as the README's "
+                                   "Asterisk-side set-up has it), then 'manager reload'")  # fmt: skip
             return []
 
     devices: list[tuple[str, str, str | None]] = []  # (tech, name, why a trunk)

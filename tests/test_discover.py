@@ -274,6 +274,24 @@ async def test_an_asterisk_without_chan_sip_or_endpoints_is_no_error(tmp_path: P
     assert [e.id for e in config.extensions] == [1101, 1400, 1777, 1800]
 
 
+async def test_an_action_refused_is_a_note_with_the_fix(tmp_path: Path) -> None:
+    """A user without the permission for an action: the rest is listed, and a note (in the
+    block and on stderr) says which action failed and what to grant."""
+    pbx = office()
+    answer = pbx.answer
+    pbx.answer = lambda action, fields: (  # type: ignore[method-assign]
+        [{"Response": "Error", "Message": "Permission denied"}]
+        if action == "QueueSummary"
+        else answer(action, fields)
+    )
+    code, out, err, path = await run_cli(pbx, tmp_path)
+    assert code == 0, err
+    note = "could not list queues (QueueSummary: Permission denied). Fix: write = system,call for the bridge's user"
+    assert f"# note: {note}" in out and note in err
+    config = load_config(pasted(path, out))
+    assert not any(e.type == "queue" for e in config.extensions) and len(config.extensions) == 7
+
+
 async def test_without_client_and_domain_it_says_what_to_pass(tmp_path: Path) -> None:
     code, out, err, _ = await run_cli(office(), tmp_path, extensions="")
     assert code == 2 and out == ""
