@@ -135,6 +135,32 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def _cmd_extensions(args: argparse.Namespace) -> int:
+    from bridge.discover import DiscoverError, discover, infer, plan, render_json, render_yaml
+
+    config = _load(args.config)
+    if config is None:
+        return 1
+    client, domain, base = infer(config)
+    client = args.client if args.client is not None else client
+    domain = args.domain if args.domain is not None else domain
+    if not client or not domain:
+        print(f"ami-bridge extensions: {args.config} has no extension named client*short@domain to take "
+              "the client and domain from: pass --client (e.g. 000) and --domain (e.g. pbx.example)",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    try:
+        found = asyncio.run(discover(config))
+    except DiscoverError as err:
+        print(f"ami-bridge extensions: {err}", file=sys.stderr)
+        return 1
+    result = plan(config, found, client, domain, args.id_base if args.id_base is not None else base)
+    print(render_json(result) if args.format == "json" else render_yaml(result), end="")
+    for note in found.notes:
+        print(f"ami-bridge extensions: {note}", file=sys.stderr)
+    return 0
+
+
 def _cmd_eventfilter(args: argparse.Namespace) -> int:
     from bridge.ami.filter import eventfilters
 
@@ -252,6 +278,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="also watch live traffic this long (place a call) to check channelvars",
     )
     doc.set_defaults(func=_cmd_doctor)
+
+    ext = sub.add_parser(
+        "extensions",
+        help="ask Asterisk for its phones and queues and print an extensions: block to paste",
+        description=(
+            "Ask Asterisk (PJSIP endpoints, chan_sip peers, queues, voicemail boxes) with the "
+            "config's ami: and print an extensions: block: the config's extensions as they are, "
+            "then one entry per phone or queue it lacks (trunks skipped, with the reason). New ids: "
+            "ID_BASE + short number when it is a number and free, else the next free id."
+        ),
+    )
+    ext.add_argument("--config", required=True, metavar="CONFIG.yaml")
+    ext.add_argument("--client", help="client in new names client*short@domain (default: the config's)")
+    ext.add_argument("--domain", help="domain in new names (default: the config's)")
+    ext.add_argument("--id-base", type=int, metavar="N",
+                     help="new id = N + short number (default: as the config's ids, else 1000)")  # fmt: skip
+    ext.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    ext.set_defaults(func=_cmd_extensions)
 
     evf = sub.add_parser(
         "eventfilter",

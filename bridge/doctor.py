@@ -15,7 +15,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from bridge.ami.source import ActionError, AmiSource, SourceItem
-from bridge.config import Config
+from bridge.config import AmiConfig, Config
 
 
 @dataclass
@@ -42,28 +42,47 @@ async def _next(source: AmiSource, timeout: float) -> SourceItem | None:
 
 async def diagnose(config: Config, watch: float = 0.0, timeout: float = 8.0) -> Report:
     rep = Report()
-    ami = config.ami
-    source = AmiSource(ami.model_copy(update={"reconnect_min": 30.0, "reconnect_max": 30.0}))
-    source.start()
+    source = open_source(config.ami)
     try:
         return await _diagnose(config, source, rep, watch, timeout)
     finally:
         source.close()
 
 
-async def _diagnose(config: Config, source: AmiSource, rep: Report, watch: float, timeout: float) -> Report:
-    ami = config.ami
+def open_source(ami: AmiConfig, events: str = "on") -> AmiSource:
+    """An AMI connection for a one-off command: it tries once (its next attempt would be
+    30 s away); :func:`login` says whether it got in."""
+    source = AmiSource(ami.model_copy(update={"reconnect_min": 30.0, "reconnect_max": 30.0}), events=events)
+    source.start()
+    return source
+
+
+async def login(source: AmiSource, timeout: float) -> str | None:
+    """Wait for ``source`` to log in: None once it has, else what went wrong and how to fix it."""
+    ami = source.config
     item = await _next(source, timeout)
     while item is not None and item.kind == "message":
         item = await _next(source, timeout)
     if item is None:
-        rep.add("FAIL", f"AMI at {ami.host}:{ami.port} did not answer in {timeout:g} s. Fix: manager.conf "
-                        "[general] enabled = yes, port/bindaddr matching the config, and a firewall that "
-                        "lets this host in.")  # fmt: skip
-        return rep
+        return (f"AMI at {ami.host}:{ami.port} did not answer in {timeout:g} s. Fix: manager.conf "
+                "[general] enabled = yes, port/bindaddr matching the config, and a firewall that "
+                "lets this host in.")  # fmt: skip
     if item.kind == "login-failed":
-        rep.add("FAIL", f"login as {ami.username!r} refused ({item.detail}). Fix: in manager.conf, a section "
-                        f"[{ami.username}] with this secret, and permit= covering this host.")  # fmt: skip
+        return (f"login as {ami.username!r} refused ({item.detail}). Fix: in manager.conf, a section "
+                f"[{ami.username}] with this secret, and permit= covering this host.")  # fmt: skip
+    return None
+
+
+def unknown_command(err: ActionError) -> bool:
+    """Whether AMI refused an action because no loaded module provides it (chan_sip gone)."""
+    return "unknown command" in str(err).lower()
+
+
+async def _diagnose(config: Config, source: AmiSource, rep: Report, watch: float, timeout: float) -> Report:
+    ami = config.ami
+    failure = await login(source, timeout)
+    if failure is not None:
+        rep.add("FAIL", failure)
         return rep
     rep.add("OK", f"AMI reachable at {ami.host}:{ami.port}, logged in as {ami.username!r}")
 
@@ -135,7 +154,7 @@ async def _device(source: AmiSource, rep: Report, device: str, what: str) -> Non
     except ActionError as err:
         if "Permission" in str(err):
             rep.add("WARN", f"cannot check {kind} {name}: {err}. Grant read=system to check.")
-        elif "unknown command" in str(err).lower():
+        elif unknown_command(err):
             rep.add("FAIL", f"{device} ({what}): this Asterisk has no {tech} ({err}: the module is not "
                             f"loaded, or gone, as chan_sip is from Asterisk 21). Fix: the endpoint's "
                             f"technology in the bridge's config (a bare name means PJSIP).")  # fmt: skip
