@@ -193,3 +193,40 @@ def test_check_config_still_fails_on_a_bad_secret_file(tmp_path: Path) -> None:
     proc = check_config(config)
     assert proc.returncode == 1
     assert f"ami: secret_file: cannot read '{tmp_path}/none' (No such file or directory)" in proc.stderr
+
+
+async def test_a_refused_login_logs_no_secret(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """With the AMI secret from a file, a refused login is logged (user, reason) without it,
+    even at debug level."""
+    import asyncio
+    import logging
+
+    from bridge.ami.source import AmiSource
+    from bridge.demo import action_id
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"Asterisk Call Manager/9.0.0\r\n")
+        login = await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"Response: Error\r\nActionID: " + action_id(login) +
+                     b"\r\nMessage: Authentication failed\r\n\r\n")  # fmt: skip
+        await writer.drain()
+
+    caplog.set_level(logging.DEBUG)
+    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    path = write(tmp_path / "ami", AMI_SECRET + "\n")
+    config = parse_config(
+        f"ami: {{port: {port}, username: bridge, secret_file: {path}, reconnect_min: 30}}\n"
+    )
+    source = AmiSource(config.ami)
+    source.start()
+    try:
+        async with asyncio.timeout(10):
+            while (item := await source.get()).kind == "message":
+                pass
+    finally:
+        source.close()
+        server.close()
+    assert item.kind == "login-failed" and item.detail == "Authentication failed"
+    assert any("AMI login refused for user 'bridge'" in r.getMessage() for r in caplog.records)
+    assert all(AMI_SECRET not in r.getMessage() and AMI_SECRET not in str(r.args) for r in caplog.records)

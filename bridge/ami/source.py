@@ -76,12 +76,7 @@ class _Manager(Manager):  # type: ignore[misc]
     def connection_made(self, f: asyncio.Future[Any]) -> None:
         tls = self._source.config.tls
         err = None if f.cancelled() else f.exception()
-        if (
-            err is not None
-            and self.config["ssl"]
-            and tls is not None
-            and isinstance(err, ssl.SSLError | EOFError)
-        ):
+        if err is not None and self.config["ssl"] and tls is not None and isinstance(err, ssl.SSLError):
             detail = describe_failure(err, tls, self.config["host"], self.config["port"])
             log.error("AMI over TLS to %s:%s: %s; retrying in %.1f s",
                       self.config["host"], self.config["port"], detail, self.reconnect_timeout)  # fmt: skip

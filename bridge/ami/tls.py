@@ -70,13 +70,14 @@ def describe_failure(err: BaseException, tls: AmiTls, host: str, port: int) -> s
             "set ami.tls.ca_file to the CA (PEM) that signed manager.conf's tlscertfile"
         )
     reason = getattr(err, "reason", None) or str(err) or type(err).__name__
-    if reason in ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "UNEXPECTED_EOF_WHILE_READING") or (
-        "wrong version number" in str(err)
-    ):
+    if reason in ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE") or "wrong version number" in str(err):
         return (f"TLS handshake failed ({reason}): {host}:{port} does not speak TLS; is it AMI's plain "
                 "port? Fix: ami.port = the port of manager.conf's tlsbindaddr (tlsenable = yes), or "
                 "remove ami.tls")  # fmt: skip
     if "CERTIFICATE_REQUIRED" in reason.upper() or "HANDSHAKE_FAILURE" in reason.upper():
         return (f"TLS handshake failed ({reason}): Asterisk refused this client. Fix: a client "
                 "certificate it accepts in ami.tls.cert_file/key_file")  # fmt: skip
+    if isinstance(err, ssl.SSLEOFError) or "EOF" in reason.upper():
+        return (f"TLS handshake failed ({reason}): Asterisk closed the connection. Fix: check Asterisk's "
+                "log; it may want a client certificate (ami.tls.cert_file/key_file)")  # fmt: skip
     return f"TLS handshake with {host}:{port} failed ({reason})"
