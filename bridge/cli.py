@@ -59,9 +59,13 @@ def _load(path: str) -> Config | None:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
+    from bridge.config import secret_warnings
+
     config = _load(args.config)
     if config is None:
         return 1
+    for warning in secret_warnings(config):
+        print(f"warning: {warning}", file=sys.stderr)
     kinds = {t: sum(1 for e in config.extensions if e.type == t) for t in ("phone", "queue", "ivr")}
     print(
         f"{args.config}: OK ({kinds['phone']} phones, {kinds['queue']} queues, {kinds['ivr']} IVRs, "

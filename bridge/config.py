@@ -8,8 +8,9 @@ Unknown or misspelt keys are errors; every error names its key path
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -61,16 +62,106 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: in a ``*_file`` path, the folder systemd puts a unit's ``LoadCredential=`` files in
+CREDENTIALS = "${CREDENTIALS_DIRECTORY}"
+
+#: each secret that may be read from a file: (the key in clear, the key naming its file)
+SECRET_FILES = {
+    "AmiConfig": ("secret", "secret_file"),
+    "ApiToken": ("token", "token_file"),
+    "ApiClient": ("client_secret", "client_secret_file"),
+    "DeliveryConfig": ("secret", "secret_file"),
+    "MqttConfig": ("password", "password_file"),
+}
+
+
+def read_secret(key: str, path: str, environ: dict[str, str] | None = None) -> str:
+    """The secret in the file ``key`` names: its one line, without the newline ending it.
+
+    ``${CREDENTIALS_DIRECTORY}`` in the path is the folder systemd gives a unit with
+    ``LoadCredential=``. Raises ValueError naming the key, the file and the fix; the
+    message never holds what the file holds.
+    """
+    env = os.environ if environ is None else environ
+    if CREDENTIALS in path:
+        creds = env.get("CREDENTIALS_DIRECTORY")
+        if not creds:
+            raise ValueError(f"{key}: {path!r} uses {CREDENTIALS}, which is not set: systemd sets it for a "
+                             "unit with LoadCredential= (see systemd/README.md); outside systemd, give the "
+                             "file's own path")  # fmt: skip
+        path = path.replace(CREDENTIALS, creds.rstrip("/"))
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise ValueError(f"{key}: cannot read {path!r} ({err.strerror}): make it readable by the bridge's "
+                         "user (chmod 0640, group of the service), or correct the path") from err  # fmt: skip
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{key}: {path!r} is not UTF-8 text: put the secret alone in it") from None
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text:
+        raise ValueError(f"{key}: {path!r} is empty: put the secret in it (one line)")
+    if "\n" in text or "\r" in text:
+        raise ValueError(f"{key}: {path!r} has more than one line: put the secret alone on one line")
+    return text
+
+
+def _secret_from_file(cls: type[BaseModel], data: Any) -> Any:
+    """Before validation: the clear key filled from its ``*_file`` (exactly one of the two)."""
+    clear, file = SECRET_FILES[cls.__name__]
+    if not isinstance(data, dict) or data.get(file) is None:
+        return data
+    if data.get(clear) is not None:
+        raise ValueError(f"give '{clear}' or '{file}', not both (the file is safer: see README, Security)")
+    if not isinstance(data[file], str):
+        raise ValueError(f"{file} must be a file's path, e.g. /etc/ami-bridge/{clear.replace('_', '-')}")
+    return {**data, clear: read_secret(file, data[file])}
+
+
+class AmiTls(_Strict):
+    """TLS to AMI (manager.conf ``tlsenable = yes``; ``ami.port`` is then tlsbindaddr's port)."""
+
+    enabled: bool = True
+    #: the CA that signed Asterisk's tlscertfile (PEM); without it, the system's CAs
+    ca_file: str | None = None
+    #: check Asterisk's certificate and name; false only to try things out
+    verify: bool = True
+    #: a client certificate (PEM; with its key in it, or in key_file)
+    cert_file: str | None = None
+    key_file: str | None = None
+    #: the name Asterisk's certificate is checked against (default: ami.host)
+    server_hostname: str | None = None
+
+    @model_validator(mode="after")
+    def _context_ok(self) -> AmiTls:
+        if self.key_file and not self.cert_file:
+            raise ValueError("key_file needs cert_file (the client certificate it goes with)")
+        if self.enabled:
+            from bridge.ami.tls import client_context
+
+            client_context(self)  # unreadable or bad files are config errors, named by key
+        return self
+
+
 class AmiConfig(_Strict):
     """How to reach Asterisk's manager interface."""
 
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 5038
     username: str
-    secret: str
+    secret: str = Field(repr=False)
+    #: a file holding the secret (instead of ``secret``)
+    secret_file: str | None = None
+    tls: AmiTls | None = None
     ping_interval: Annotated[float, Field(gt=0)] = 10.0
     reconnect_min: Annotated[float, Field(gt=0)] = 0.5
     reconnect_max: Annotated[float, Field(gt=0)] = 30.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_file(cls, data: Any) -> Any:
+        return _secret_from_file(cls, data)
 
 
 class Extension(_Strict):
@@ -150,16 +241,23 @@ class ApiToken(_Strict):
     (``sha256``; ``ami-bridge hash-token`` prints it).
     """
 
-    token: Annotated[str, Field(min_length=16)] | None = None
+    token: Annotated[str, Field(min_length=16)] | None = Field(default=None, repr=False)
+    #: a file holding the token (instead of ``token``)
+    token_file: str | None = None
     sha256: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")] | None = None
     extensions: list[int] | None = None
     #: who the token is to ``GET /api/ver1.0/user/`` (and in ``/client/{client_id}/``)
     client_id: Annotated[str, Field(pattern=CLIENT_ID)] = "bridge"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_file(cls, data: Any) -> Any:
+        return _secret_from_file(cls, data)
+
     @model_validator(mode="after")
     def _one_form(self) -> ApiToken:
         if (self.token is None) == (self.sha256 is None):
-            raise ValueError("give exactly one of 'token' or 'sha256'")
+            raise ValueError("give exactly one of 'token' or 'sha256' (or 'token_file' instead of 'token')")
         return self
 
     @property
@@ -180,14 +278,22 @@ class ApiClient(_Strict):
     """
 
     client_id: Annotated[str, Field(pattern=CLIENT_ID)]
-    client_secret: Annotated[str, Field(min_length=16)] | None = None
+    client_secret: Annotated[str, Field(min_length=16)] | None = Field(default=None, repr=False)
+    #: a file holding the secret (instead of ``client_secret``)
+    client_secret_file: str | None = None
     client_secret_sha256: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")] | None = None
     extensions: list[int] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_file(cls, data: Any) -> Any:
+        return _secret_from_file(cls, data)
 
     @model_validator(mode="after")
     def _one_form(self) -> ApiClient:
         if (self.client_secret is None) == (self.client_secret_sha256 is None):
-            raise ValueError("give exactly one of 'client_secret' or 'client_secret_sha256'")
+            raise ValueError("give exactly one of 'client_secret' or 'client_secret_sha256' (or "
+                             "'client_secret_file' instead of 'client_secret')")  # fmt: skip
         return self
 
     @property
@@ -281,12 +387,19 @@ class DeliveryConfig(_Strict):
     backoff_initial: Annotated[float, Field(gt=0)] = 1.0
     backoff_max: Annotated[float, Field(gt=0)] = 300.0
     concurrency: Annotated[int, Field(ge=1)] = 50
-    secret: str | None = None
+    secret: str | None = Field(default=None, repr=False)
+    #: a file holding the signing secret (instead of ``secret``)
+    secret_file: str | None = None
     #: networks webhooks may reach although private/loopback/link-local (SSRF guard)
     allow_networks: list[str] = []
     #: "builtin": the bridge's own HTTP/1.1 client (fast); "aiohttp": aiohttp's client
     #: (slower; honours HTTP(S)_PROXY from the environment)
     client: Literal["builtin", "aiohttp"] = "builtin"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_file(cls, data: Any) -> Any:
+        return _secret_from_file(cls, data)
 
     @model_validator(mode="after")
     def _networks_ok(self) -> DeliveryConfig:
@@ -354,7 +467,9 @@ class MqttConfig(_Strict):
     topic_prefix: str = "pbx/events"
     qos: Annotated[int, Field(ge=0, le=2)] = 1
     username: str | None = None
-    password: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    #: a file holding the password (instead of ``password``)
+    password_file: str | None = None
     client_id: str | None = None
     tls: MqttTls | None = None
     #: retained "online"/"offline" (the broker publishes "offline" as our Last Will)
@@ -363,6 +478,11 @@ class MqttConfig(_Strict):
     buffer_max: Annotated[int, Field(ge=1)] = 10000
     keepalive: Annotated[int, Field(ge=5)] = 30
     reconnect_max: Annotated[float, Field(gt=0)] = 30.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_file(cls, data: Any) -> Any:
+        return _secret_from_file(cls, data)
 
     @model_validator(mode="after")
     def _url_ok(self) -> MqttConfig:
@@ -525,3 +645,35 @@ def permission_warning(path: str | Path) -> str | None:
         fix = f"chmod 0640 {path} and chown root:<service group> (or 0600 owned by the service user)"
         return f"{path} holds the AMI secret and API tokens but every user can read it: {fix}"
     return None
+
+
+def secret_warnings(config: Config) -> list[str]:
+    """A warning for each secret written in clear in the file (and each secret file other
+    users can read), saying which safer form to use instead."""
+    import os
+    import stat
+
+    found: list[tuple[str, BaseModel, str]] = [("ami", config.ami, "")]
+    found += [(f"api.tokens[{i}]", t, "sha256") for i, t in enumerate(config.api.tokens)]
+    found += [(f"api.clients[{i}]", c, "client_secret_sha256") for i, c in enumerate(config.api.clients)]
+    found += [("delivery", config.delivery, "")]
+    if config.mqtt is not None:
+        found.append(("mqtt", config.mqtt, ""))
+    out: list[str] = []
+    for where, model, digest in found:
+        clear, file = SECRET_FILES[type(model).__name__]
+        path = getattr(model, file)
+        if getattr(model, clear) is not None and path is None:
+            instead = f"{where}.{digest} (ami-bridge hash-token prints it) or " if digest else ""
+            out.append(f"{where}.{clear} is written in clear in the configuration: give {instead}"
+                       f"{where}.{file}, a file only the bridge's user can read (or a systemd credential: "
+                       f"{file}: {CREDENTIALS}/<name>; see README, Security)")  # fmt: skip
+        elif path is not None and CREDENTIALS not in path:
+            try:
+                mode = os.stat(path).st_mode
+            except OSError:
+                continue
+            if mode & stat.S_IROTH:
+                out.append(f"{where}.{file}: {path} can be read by every user: chmod 0600 (owned by the "
+                           "service user) or 0640 (group of the service)")  # fmt: skip
+    return out

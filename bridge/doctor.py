@@ -1,6 +1,7 @@
 """``ami-bridge doctor``: check that Asterisk gives the bridge what it needs, say how to fix it.
 
-Checks, in order: AMI reachable; login accepted; events come back to us (read=user)
+Checks, in order: AMI reachable (over TLS with ``ami.tls``: the handshake, said in plain
+words when it fails); login accepted; events come back to us (read=user)
 carrying ``Timestamp`` (``timestampevents = yes``; without it a warning says what is
 lost); every configured phone and trunk device exists (PJSIP endpoints and chan_sip
 peers are asked for; other technologies are named as not checked); every configured
@@ -64,9 +65,13 @@ async def login(source: AmiSource, timeout: float) -> str | None:
     while item is not None and item.kind == "message":
         item = await _next(source, timeout)
     if item is None:
+        tls = "" if ami.tls is not None else (" (If that port is AMI over TLS, manager.conf tlsbindaddr, "
+                                              "configure ami.tls.)")  # fmt: skip
         return (f"AMI at {ami.host}:{ami.port} did not answer in {timeout:g} s. Fix: manager.conf "
                 "[general] enabled = yes, port/bindaddr matching the config, and a firewall that "
-                "lets this host in.")  # fmt: skip
+                f"lets this host in.{tls}")  # fmt: skip
+    if item.kind == "tls-failed":
+        return f"AMI at {ami.host}:{ami.port} over TLS: {item.detail}."
     if item.kind == "login-failed":
         return (f"login as {ami.username!r} refused ({item.detail}). Fix: in manager.conf, a section "
                 f"[{ami.username}] with this secret, and permit= covering this host.")  # fmt: skip

@@ -64,8 +64,30 @@ install_config() {
   mkdir -p "$root/etc/ami-bridge-lab" "$root/var/spool/ami-bridge-lab/monitor" "$root/var/lib/ami-bridge-lab" \
            "$root/var/run/ami-bridge-lab" "$root/var/log/ami-bridge-lab" "$root/opt/ami-bridge-lab"
   cp "$here"/asterisk/*.conf "$root/etc/ami-bridge-lab/"
+  make_tls_keys "$root/etc/ami-bridge-lab/keys"
   # The lab needs no DNS; without nameservers nothing is ever sent off the machine.
   echo "# ami-bridge lab: no DNS" >"$root/etc/resolv.conf"
+}
+
+# AMI over TLS (manager.conf tlsbindaddr 127.0.0.1:15039): a throwaway CA and a
+# certificate for 127.0.0.1 it signed, new at every start. Clients verify with keys/ca.pem
+# (on the host: $root/etc/ami-bridge-lab/keys/ca.pem).
+make_tls_keys() {
+  local d=$1
+  command -v openssl >/dev/null || die "openssl is needed for AMI over TLS (apt-get install openssl)"
+  mkdir -p "$d"
+  (
+    cd "$d"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem \
+      -days 30 -subj "/CN=ami-bridge lab CA" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >ami.ext
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ami.key -out ami.csr \
+      -subj "/CN=127.0.0.1" 2>/dev/null
+    openssl x509 -req -in ami.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out ami.pem -days 30 \
+      -extfile ami.ext 2>/dev/null
+    rm -f ca.key ami.csr ami.ext ca.srl
+    chmod 0644 ca.pem ami.pem; chmod 0600 ami.key
+  ) || die "could not make the AMI TLS certificate in $d"
 }
 
 up() {
@@ -84,7 +106,7 @@ up() {
       tail -20 "$cache/asterisk.out" >&2; die "Asterisk exited at start-up"
     fi
     if cli 'core waitfullybooted' >/dev/null 2>&1; then
-      echo "lab: Asterisk up (pid $(cat "$pidfile")), AMI 127.0.0.1:15038, SIP udp 127.0.0.1:15060"
+      echo "lab: Asterisk up (pid $(cat "$pidfile")), AMI 127.0.0.1:15038 (TLS :15039), SIP udp 127.0.0.1:15060"
       check_listeners
       return
     fi

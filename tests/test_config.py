@@ -21,9 +21,9 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
     models = (config, config.ami, config.variables, config.extensions[0], config.api, config.api.tokens[0],
               config.store, config.delivery, config.callback,
               config.voicemail)  # fmt: skip
-    from bridge.config import MqttConfig, MqttTls
+    from bridge.config import AmiTls, ApiClient, MqttConfig, MqttTls
 
-    for cls in [type(m) for m in models] + [MqttConfig, MqttTls]:
+    for cls in [type(m) for m in models] + [MqttConfig, MqttTls, AmiTls, ApiClient]:
         for key in cls.model_fields:
             assert f"{key}:" in text, key
 

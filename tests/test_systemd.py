@@ -341,3 +341,25 @@ def test_systemd_analyze_security_exposure(tmp_path: Path) -> None:
         pytest.skip(f"this systemd-analyze has no offline security review: {proc.stderr.strip()}")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
     assert "Overall exposure level" in proc.stdout
+
+
+@needs_analyze
+def test_the_commented_credentials_are_valid_when_turned_on(tmp_path: Path) -> None:
+    """The unit's commented LoadCredential= lines (one per secret the config can read from
+    ${CREDENTIALS_DIRECTORY}), uncommented, still verify cleanly."""
+    assert SYSTEMD_ANALYZE is not None
+    copy = unit_for_checks(tmp_path)
+    text = copy.read_text()
+    creds = [line[1:] for line in text.splitlines() if line.startswith("#LoadCredential=")]
+    assert [c.partition("=")[2].partition(":")[0] for c in creds] == [
+        "ami-secret", "api-token", "crm-secret", "webhook-secret", "mqtt-password"]  # fmt: skip
+    copy.write_text(text.replace("#LoadCredential=", "LoadCredential="))
+    assert (
+        parse_unit(copy.read_text())["Service"]["LoadCredential"][0]
+        == "ami-secret:/etc/ami-bridge/ami-secret"
+    )
+    proc = subprocess.run(
+        [SYSTEMD_ANALYZE, "verify", str(copy)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert [line for line in proc.stderr.splitlines() if copy.name in line] == [], proc.stderr

@@ -4,10 +4,13 @@ panoramisk's ``Manager`` keeps the TCP connection, logs in, sends pings and
 reconnects; :class:`~bridge.ami.protocol.StreamProtocol` frames the bytes. Every block
 is put, in arrival order, on one unbounded queue (the read loop never waits on the
 consumer: Asterisk disconnects slow readers), together with ``connected`` /
-``disconnected`` / ``login-failed`` markers so the pipeline knows what it missed.
+``disconnected`` / ``login-failed`` / ``tls-failed`` markers so the pipeline knows what it missed.
 Messages are queued as they are (tens of thousands a second on a busy PBX): the daemon
 takes them in batches with :meth:`AmiSource.batch`; ``async for`` and :meth:`AmiSource.get`
 hand out one :class:`SourceItem` at a time.
+
+With ``ami.tls`` the connection is TLS (:mod:`bridge.ami.tls` makes the context); a
+failed handshake is a ``tls-failed`` item saying why and what to fix.
 
 Reconnects back off exponentially from ``reconnect_min`` to ``reconnect_max``
 seconds and start over after a successful login.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -26,11 +30,12 @@ from panoramisk import Manager
 
 from bridge.ami.message import Message
 from bridge.ami.protocol import protocol_factory
+from bridge.ami.tls import client_context, describe_failure
 from bridge.config import AmiConfig
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["message", "connected", "disconnected", "login-failed"]
+Kind = Literal["message", "connected", "disconnected", "login-failed", "tls-failed"]
 
 
 class ActionError(Exception):
@@ -58,7 +63,25 @@ class _Manager(Manager):  # type: ignore[misc]
             return None  # a reconnect scheduled before close()
         # the delay used if this attempt fails (panoramisk reads it when it retries)
         self.reconnect_timeout = self._source._next_backoff()
-        return super().connect(*args, **kwargs)
+        tls = self._source.config.tls
+        if not self.config["ssl"] or tls is None:
+            return super().connect(*args, **kwargs)
+        # panoramisk's connect() gives create_connection no server_hostname
+        task = asyncio.ensure_future(self.loop.create_connection(
+            self.config["protocol_factory"], self.config["host"], self.config["port"],
+            ssl=self.config["ssl"], server_hostname=tls.server_hostname or self.config["host"]))  # fmt: skip
+        task.add_done_callback(self.connection_made)
+        return task
+
+    def connection_made(self, f: asyncio.Future[Any]) -> None:
+        tls = self._source.config.tls
+        err = None if f.cancelled() else f.exception()
+        if err is not None and self.config["ssl"] and tls is not None and isinstance(err, ssl.SSLError):
+            detail = describe_failure(err, tls, self.config["host"], self.config["port"])
+            log.error("AMI over TLS to %s:%s: %s; retrying in %.1f s",
+                      self.config["host"], self.config["port"], detail, self.reconnect_timeout)  # fmt: skip
+            self._source._push(SourceItem("tls-failed", detail=detail))
+        super().connection_made(f)
 
     def login(self, future: asyncio.Future[Any]) -> bool:
         ok = bool(super().login(future))
@@ -88,12 +111,14 @@ class AmiSource:
         self.closed = False
         self._backoff = config.reconnect_min
         self._loop = asyncio.get_running_loop()
+        tls = config.tls
         self.manager = _Manager(
             self,
             host=config.host,
             port=config.port,
             username=config.username,
             secret=config.secret,
+            ssl=client_context(tls) if tls is not None and tls.enabled else False,
             events=events,
             # our keepalive() pings instead: panoramisk's piles up unanswered pings forever
             ping_delay=10**9,
