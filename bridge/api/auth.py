@@ -38,16 +38,21 @@ TOKEN_PREFIX = "abt_"
 
 def setup(app: web.Application, config: Config) -> None:
     """Index the configured tokens and clients, and add the OAuth routes."""
-    app[TOKENS_KEY] = [
+    app[TOKENS_KEY], app[CLIENTS_KEY] = index(config)
+    app.router.add_post("/oauth/token", token)
+    route(app, "GET", "/user/", user)
+
+
+def index(config: Config) -> tuple[list[tuple[bytes, Principal]], list[tuple[bytes, ApiClient]]]:
+    """The (digest, principal) of each static token and the (digest, client) of each client."""
+    tokens = [
         (
             t.digest,
             Principal(t.client_id, None if t.extensions is None else frozenset(t.extensions), "static"),
         )
         for t in config.api.tokens
     ]
-    app[CLIENTS_KEY] = [(c.digest, c) for c in config.api.clients]
-    app.router.add_post("/oauth/token", token)
-    route(app, "GET", "/user/", user)
+    return tokens, [(c.digest, c) for c in config.api.clients]
 
 
 def authenticate(request: web.Request) -> Principal:

@@ -1,0 +1,246 @@
+"""SIGHUP reloads the configuration of a running `ami-bridge run`: a new extension's events
+and a new token work at once, the AMI connection stays the one it was, a delivery in
+flight finishes once; an invalid file is refused with check-config's errors and the old
+configuration keeps running."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from bridge.ami.message import split_stream
+from bridge.demo import action_id
+from bridge.store import Store
+from tests.conftest import FIXTURES, REPO, free_port
+
+FIXTURE = FIXTURES / "internal-answered-caller-hangup.ami"  # 101 calls 102, 102 answers, 101 hangs up
+OLD_TOKEN, NEW_TOKEN = "reload-old-token-0123456789", "reload-new-token-0123456789"
+PHONE_101 = '{id: 1101, name: "000*101@pbx.example", type: phone, endpoint: "101"}'
+PHONE_102 = '{id: 1102, name: "000*102@pbx.example", type: phone, endpoint: "102"}'
+
+
+def call(n: int) -> bytes:
+    """The fixture's call as a new call (its own channel ids), sent without Timestamps."""
+    blocks = split_stream(FIXTURE.read_bytes())[0]
+    data = b"".join(b for b in blocks if not b.startswith(b"Event: FullyBooted"))
+    data = data.replace(b"lab-1795730465.", f"lab{n}-1795730465.".encode())
+    return re.sub(rb"Timestamp: [0-9.]+\r\n", b"", data)
+
+
+class FakeAmi:
+    """Logs anyone in (counting the logins), answers Pings, and sends what it is told to."""
+
+    def __init__(self) -> None:
+        self.logins = 0
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"Asterisk Call Manager/9.0.0\r\n")
+        try:
+            login = await reader.readuntil(b"\r\n\r\n")
+            self.logins += 1
+            writer.write(b"Response: Success\r\nActionID: " + action_id(login) +
+                         b"\r\nMessage: Authentication accepted\r\n\r\n")  # fmt: skip
+            self.writer = writer
+            while True:
+                action = await reader.readuntil(b"\r\n\r\n")
+                writer.write(
+                    b"Response: Success\r\nActionID: " + action_id(action) + b"\r\nPing: Pong\r\n\r\n"
+                )
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+
+    async def send(self, data: bytes) -> None:
+        for _ in range(100):
+            if self.writer is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert self.writer is not None, "the bridge never logged in"
+        self.writer.write(data)
+        await self.writer.drain()
+
+
+@dataclass
+class Bridge:
+    """A running `ami-bridge run` process and what surrounds it."""
+
+    proc: subprocess.Popen[bytes]
+    config: Path
+    log: Path
+    api: str
+    ami: FakeAmi
+    #: (path, form) of every webhook received
+    got: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    ami_port: int = 0
+
+    def config_text(self, extensions: list[str], tokens: list[str], extra: str = "") -> str:
+        port = int(self.api.rsplit(":", 1)[1])
+        return f"""
+ami: {{host: 127.0.0.1, port: {self.ami_port}, username: bridge, secret: x{extra}}}
+extensions: [{", ".join(extensions)}]
+api: {{listen: "127.0.0.1:{port}", tokens: [{", ".join(f"{{token: {t}}}" for t in tokens)}]}}
+store: {{path: "{self.config.parent / "bridge.db"}"}}
+delivery: {{allow_networks: ["127.0.0.0/8"]}}
+"""
+
+    def log_lines(self) -> list[dict[str, str]]:
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")]
+
+    async def until_logged(self, text: str, count: int = 1) -> dict[str, str]:
+        for _ in range(200):
+            found = [r for r in self.log_lines() if text in r["msg"]]
+            if len(found) >= count:
+                return found[count - 1]
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"never logged {text!r}:\n{self.log.read_text()}")
+
+    async def until_got(self, n: int) -> None:
+        for _ in range(200):
+            if len(self.got) >= n:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{len(self.got)} webhooks received, expected {n}: {self.got}")
+
+    async def status(self, token: str, path: str = "/api/ver1.0/user/") -> int:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.get(self.api + path, headers={"Authorization": f"Bearer {token}"}) as r,
+        ):
+            return r.status
+
+    async def metrics(self) -> str:
+        async with aiohttp.ClientSession() as s, s.get(self.api + "/metrics") as r:
+            return await r.text()
+
+    def reload(self, text: str) -> None:
+        self.config.write_text(text)
+        self.proc.send_signal(signal.SIGHUP)
+
+    def events(self, ext: str) -> list[str]:
+        return [form["EventType"] for path, form in self.got if path.endswith(f"/{ext}")]
+
+
+@asynccontextmanager
+async def running(
+    tmp_path: Path, slow: float = 0.0, env: dict[str, str] | None = None
+) -> AsyncIterator[Bridge]:
+    """The bridge with phone 101 only and OLD_TOKEN; every event of 101 and 102 subscribed
+    (101's hangup to a receiver that answers after ``slow`` seconds)."""
+    ami = FakeAmi()
+    server = await asyncio.start_server(ami.serve, "127.0.0.1", 0)
+    bridge_holder: list[Bridge] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        form = dict(parse_qsl((await request.read()).decode()))
+        bridge_holder[0].got.append((request.path, form))
+        if request.path.startswith("/slow"):
+            await asyncio.sleep(slow)
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/{kind}/{ext}", hook)
+    receiver = TestServer(app, host="127.0.0.1")
+    await receiver.start_server()
+    config, log = tmp_path / "bridge.yaml", tmp_path / "daemon.log"
+    bridge = Bridge(None, config, log, f"http://127.0.0.1:{free_port()}", ami)  # type: ignore[arg-type]
+    bridge.ami_port = int(server.sockets[0].getsockname()[1])
+    bridge_holder.append(bridge)
+    config.write_text(bridge.config_text([PHONE_101], [OLD_TOKEN]))
+    store = Store(tmp_path / "bridge.db")
+    for ext in (1101, 1102):
+        for kind in ("dial-in", "dial-out", "answer", "hangup"):
+            where = "slow" if (ext, kind) == (1101, "hangup") else "h"
+            store.add_subscription(ext, kind, f"http://127.0.0.1:{receiver.port}/{where}/{ext}", "POST")
+    store.close()
+    with open(log, "ab") as out:
+        bridge.proc = subprocess.Popen([sys.executable, "-m", "bridge", "run", "--config", str(config)],
+                                       cwd=REPO, stderr=out, env=env)  # fmt: skip
+    try:
+        await bridge.until_logged("AMI logged in")
+        yield bridge
+    finally:
+        bridge.proc.send_signal(signal.SIGTERM)
+        assert bridge.proc.wait(timeout=20) == 0, log.read_text()
+        server.close()
+        await receiver.close()
+
+
+async def test_sighup_applies_a_new_extension_and_token_without_touching_ami_or_deliveries(
+    tmp_path: Path,
+) -> None:
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.setblocking(False)
+    env = {"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "PATH": "/usr/bin:/bin"}
+    async with running(tmp_path, slow=1.5, env=env) as bridge:
+        assert await bridge.status(NEW_TOKEN) == 401
+        await bridge.ami.send(call(1))
+        await bridge.until_got(3)  # 101's dial-out, answer, and its hangup now in flight (1.5 s)
+        assert bridge.events("1101") == ["dial-out", "answer", "hangup"] and bridge.events("1102") == []
+        bridge.reload(bridge.config_text([PHONE_101, PHONE_102], [OLD_TOKEN, NEW_TOKEN]))
+        record = await bridge.until_logged("configuration reloaded")
+        assert (
+            "2 extensions (2 phones" in record["msg"] and "changed: extensions, api.tokens" in record["msg"]
+        )
+        assert await bridge.status(NEW_TOKEN) == 200 and await bridge.status(OLD_TOKEN) == 200
+        await bridge.ami.send(call(2))
+        await bridge.until_got(9)
+        await asyncio.sleep(2.0)  # the slow hangup of the first call had time to finish (and not twice)
+        assert bridge.events("1102") == ["dial-in", "answer", "hangup"]
+        assert bridge.events("1101") == ["dial-out", "answer", "hangup"] * 2
+        slow = [form["CallID"] for path, form in bridge.got if path.startswith("/slow")]
+        assert len(slow) == 2 and len(set(slow)) == 2  # each call's hangup once: none sent again
+        assert bridge.ami.logins == 1  # the AMI connection was never re-opened
+        metrics = await bridge.metrics()
+        assert 'ami_bridge_config_reloads_total{result="ok"} 1.0' in metrics
+        assert 'ami_bridge_config_reloads_total{result="refused"} 0.0' in metrics
+    check = Store(tmp_path / "bridge.db")
+    assert len(check.deliveries("delivered")) == 9 and check.deliveries("pending") == []
+    assert all(d["attempts"] == 1 for d in check.deliveries("delivered"))
+    check.close()
+    said = []
+    while True:
+        try:
+            said.append(notify.recv(4096).decode())
+        except BlockingIOError:
+            break
+    notify.close()
+    reloading = next(i for i, m in enumerate(said) if m.startswith("RELOADING=1\n"))
+    assert re.search(r"^MONOTONIC_USEC=\d+$", said[reloading], re.M)
+    assert said[reloading + 1].startswith("READY=1\nSTATUS=configuration reloaded: 2 extensions")
+
+
+async def test_an_invalid_config_is_refused_with_check_config_errors_and_the_old_one_runs(
+    tmp_path: Path,
+) -> None:
+    async with running(tmp_path) as bridge:
+        bad = bridge.config_text([PHONE_101, PHONE_102], [NEW_TOKEN], extra=", hots: typo")
+        bridge.reload(bad)
+        record = await bridge.until_logged("reload refused")
+        checked = subprocess.run([sys.executable, "-m", "bridge", "check-config", str(bridge.config)],
+                                 cwd=REPO, capture_output=True, text=True)  # fmt: skip
+        assert checked.returncode == 1 and "ami.hots: unknown key" in checked.stderr
+        assert checked.stderr.strip() in record["msg"]
+        assert record["msg"].endswith("still running the previous configuration")
+        assert record["level"] == "error"
+        assert await bridge.status(OLD_TOKEN) == 200 and await bridge.status(NEW_TOKEN) == 401
+        await bridge.ami.send(call(1))
+        await bridge.until_got(3)
+        await asyncio.sleep(0.5)
+        assert bridge.events("1101") == ["dial-out", "answer", "hangup"] and bridge.events("1102") == []
+        assert 'ami_bridge_config_reloads_total{result="refused"} 1.0' in await bridge.metrics()
+        assert bridge.ami.logins == 1
