@@ -123,7 +123,7 @@ class MqttMirror:
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         while True:
-            while self.buffer:
+            while self.buffer and not self._reconnect:  # after a reload: for the new broker
                 topic, payload = self.buffer[0]
                 await client.publish(topic, payload, qos=self.config.qos)
                 self.buffer.popleft()  # only once the broker took it

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import signal
 import socket
@@ -19,10 +20,14 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 import aiohttp
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from bridge.ami.message import split_stream
+from bridge.api.app import LIMITER_KEY
+from bridge.config import load_config
+from bridge.daemon import Daemon
 from bridge.demo import action_id
 from bridge.store import Store
 from tests.conftest import FIXTURES, REPO, free_port
@@ -244,3 +249,65 @@ async def test_an_invalid_config_is_refused_with_check_config_errors_and_the_old
         assert bridge.events("1101") == ["dial-out", "answer", "hangup"] and bridge.events("1102") == []
         assert 'ami_bridge_config_reloads_total{result="refused"} 1.0' in await bridge.metrics()
         assert bridge.ami.logins == 1
+
+
+async def test_settings_that_need_a_restart_are_named_and_the_rest_applied(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reload that also changes ami.host, api.listen and delivery.client: those keep their
+    running values and the log names them; delivery settings, the SSRF guard, the variables
+    (and so the AMI filters) and the rate limit are the new ones."""
+    ami = FakeAmi()
+    server = await asyncio.start_server(ami.serve, "127.0.0.1", 0)
+    ami_port = int(server.sockets[0].getsockname()[1])
+    listen = f"127.0.0.1:{free_port()}"
+    path = tmp_path / "bridge.yaml"
+
+    def text(host: str, listen: str, delivery: str, variables: str, limit: int) -> str:
+        return f"""
+ami: {{host: {host}, port: {ami_port}, username: bridge, secret: x}}
+extensions: [{PHONE_101}]
+variables: {variables}
+api: {{listen: "{listen}", rate_limit_per_minute: {limit}}}
+store: {{path: "{tmp_path / "bridge.db"}"}}
+delivery: {delivery}
+"""
+
+    path.write_text(text("127.0.0.1", listen, "{read_timeout: 10}", "default", 600))
+    daemon = Daemon(load_config(path), config_path=str(path))
+    task = asyncio.ensure_future(daemon.run())
+    try:
+        for _ in range(100):
+            if daemon._running is not None and ami.logins:
+                break
+            await asyncio.sleep(0.05)
+        running = daemon._running
+        assert running is not None
+        protocol = running.source.manager.protocol
+        want_before = protocol._want
+        varset = b"Event: VarSet\r\nUniqueid: 1.1\r\nVariable: MY_TAG\r\nValue: x\r\n\r\n"
+        assert not want_before(varset)
+        path.write_text(text("localhost", f"127.0.0.1:{free_port()}",
+                             '{read_timeout: 3, client: aiohttp, allow_networks: ["10.0.0.0/8"]}',
+                             "{preset: default, tag: MY_TAG}", 5))  # fmt: skip
+        with caplog.at_level(logging.INFO, logger="bridge.daemon"):
+            assert daemon.reload()
+        restart = [r.getMessage() for r in caplog.records if "needs a restart" in r.getMessage()]
+        assert restart == ["needs a restart to apply: ami.host, api.listen, delivery.client (everything else "
+                           "is applied; the running values are kept until then)"]  # fmt: skip
+        assert daemon.config.ami.host == running.source.config.host == "127.0.0.1"
+        assert daemon.config.api.listen == listen and daemon.config.delivery.client == "builtin"
+        assert running.dispatcher.config.read_timeout == 3 == daemon.config.delivery.read_timeout
+        assert (
+            [str(n) for n in running.guard.allow]
+            == ["10.0.0.0/8"]
+            == [str(n) for n in running.dispatcher.allow]
+        )
+        assert running.translator.config.variables.tag == "MY_TAG"
+        assert protocol is running.source.manager.protocol and protocol._want(varset)  # same connection
+        assert running.app[LIMITER_KEY].capacity == 5
+        assert ami.logins == 1
+    finally:
+        daemon.stopping.set()
+        await task
+        server.close()
