@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import signal
 import socket
@@ -31,6 +32,7 @@ from bridge.daemon import Daemon
 from bridge.demo import action_id
 from bridge.store import Store
 from tests.conftest import FIXTURES, REPO, free_port
+from tests.test_mqtt import MOSQUITTO, Broker, collect
 
 FIXTURE = FIXTURES / "internal-answered-caller-hangup.ami"  # 101 calls 102, 102 answers, 101 hangs up
 OLD_TOKEN, NEW_TOKEN = "reload-old-token-0123456789", "reload-new-token-0123456789"
@@ -311,3 +313,55 @@ delivery: {delivery}
         daemon.stopping.set()
         await task
         server.close()
+
+
+async def test_a_reload_adds_and_removes_the_mqtt_mirror(tmp_path: Path) -> None:
+    """No mqtt: at start; a reload adding it starts a mirror that connects and is in the
+    metrics; a reload removing it stops that mirror (its status "offline")."""
+    if not os.path.exists(MOSQUITTO):
+        pytest.fail("mosquitto is not installed: scripts/system-deps installs it")
+    broker = Broker(tmp_path)
+    broker.start()
+    ami = FakeAmi()
+    server = await asyncio.start_server(ami.serve, "127.0.0.1", 0)
+    path = tmp_path / "bridge.yaml"
+    base = f"""
+ami: {{host: 127.0.0.1, port: {server.sockets[0].getsockname()[1]}, username: bridge, secret: x}}
+extensions: [{PHONE_101}]
+api: {{listen: "127.0.0.1:{free_port()}"}}
+store: {{path: "{tmp_path / "bridge.db"}"}}
+"""
+    path.write_text(base)
+    daemon = Daemon(load_config(path), config_path=str(path))
+    task = asyncio.ensure_future(daemon.run())
+    try:
+        for _ in range(100):
+            if daemon._running is not None:
+                break
+            await asyncio.sleep(0.05)
+        running = daemon._running
+        assert running is not None and daemon.mirror is None
+        path.write_text(base + f'mqtt: {{url: "mqtt://127.0.0.1:{broker.port}", topic_prefix: reload}}\n')
+        assert daemon.reload()
+        mirror = daemon.mirror
+        assert mirror is not None and running.parts.mirror is mirror
+        for _ in range(100):
+            if mirror.connected:
+                break
+            await asyncio.sleep(0.05)
+        assert mirror.connected
+        online = await collect(broker.port, "reload/status", 1)
+        assert online[0].payload == b"online"
+        path.write_text(base)
+        assert daemon.reload()
+        assert daemon.mirror is None and running.parts.mirror is None
+        await asyncio.wait_for(asyncio.gather(*daemon._retired), 5)  # flushed, "offline" said
+        assert not mirror.connected
+        offline = await collect(broker.port, "reload/status", 1)
+        assert offline[0].payload == b"offline"
+        assert ami.logins == 1
+    finally:
+        daemon.stopping.set()
+        await task
+        server.close()
+        broker.stop()
