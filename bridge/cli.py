@@ -116,7 +116,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 1
     _setup_logging(args.log_format, args.log_level)
     try:
-        asyncio.run(Daemon(config).run())
+        asyncio.run(Daemon(config, config_path=args.config).run())
     except StoreError as err:
         print(f"ami-bridge run: {err}", file=sys.stderr)
         return 1

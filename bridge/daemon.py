@@ -8,7 +8,9 @@ commits all their events with their deliveries, and the delivery outcomes known 
 in one transaction before any of those deliveries is sent; the dispatcher gets them
 from that commit, in memory. SIGTERM/SIGINT stop taking AMI input (what arrived
 is still translated and committed), stop the API, give in-flight requests
-``shutdown_grace`` seconds, and leave the rest pending for the next start.
+``shutdown_grace`` seconds, and leave the rest pending for the next start. SIGHUP
+reloads the configuration file (:meth:`Daemon.reload`) without touching the AMI
+connection or the deliveries in flight.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -29,18 +32,21 @@ from bridge.ami.filter import coarse_filter, early_filter, needs
 from bridge.ami.message import Message
 from bridge.ami.source import AmiSource, SourceItem
 from bridge.api import DISPATCHER_KEY, make_app
+from bridge.api.app import reconfigure as reconfigure_api
+from bridge.api.app import reconfigure_management
 from bridge.api.auth import index_credentials
 from bridge.api.common import CONFIG_KEY, STORE_KEY
 from bridge.api.control import ACTIONS_KEY, TRANSLATOR_KEY
-from bridge.config import Config
+from bridge.config import Config, ConfigError, load_config, permission_warning
 from bridge.console.web import Console, add_console, loopback_hosts
 from bridge.delivery.dispatcher import Dispatcher
 from bridge.delivery.guard import GuardedResolver, parse_networks
-from bridge.delivery.http import make_client
+from bridge.delivery.http import AiohttpClient, WebhookClient, make_client
 from bridge.hub import EventHub
 from bridge.mqtt import MqttMirror
 from bridge.observability import Parts, Stats, make_registry
 from bridge.observability import add_routes as add_observability
+from bridge.reload import changed, effective, restart_needed, summary
 from bridge.sdnotify import Notifier, watchdog_loop
 from bridge.store import Store, StoreError
 from bridge.translate import Emitted, Translator
@@ -57,8 +63,24 @@ BATCH = 2000
 COMMIT_INTERVAL = 0.005
 
 
+@dataclass
+class Running:
+    """The parts of a running daemon a reload reconfigures."""
+
+    source: AmiSource
+    translator: Translator
+    app: web.Application
+    dispatcher: Dispatcher
+    guard: GuardedResolver
+    client: WebhookClient | AiohttpClient
+    parts: Parts
+    notifier: Notifier
+    #: the management listener's application (its console checks tokens and clients too)
+    management: web.Application | None = None
+
+
 class Daemon:
-    def __init__(self, config: Config, shutdown_grace: float = 5.0) -> None:
+    def __init__(self, config: Config, shutdown_grace: float = 5.0, config_path: str | None = None) -> None:
         self.config = config
         self.shutdown_grace = shutdown_grace
         self.stopping = asyncio.Event()
@@ -69,6 +91,14 @@ class Daemon:
         self.translator: Translator | None = None
         #: what the console shows (calls, delivery health, charts)
         self.console: Console | None = None
+        #: the file ``run --config`` named: SIGHUP reads it again (see :meth:`reload`)
+        self.config_path = config_path
+        self.mirror: MqttMirror | None = None
+        self._mirror_task: asyncio.Task[None] | None = None
+        #: mirrors a reload removed or replaced, finishing their buffers
+        self._retired: set[asyncio.Task[None]] = set()
+        #: what a reload changes, set by run()
+        self._running: Running | None = None
 
     async def _pipeline(
         self,
@@ -76,7 +106,6 @@ class Daemon:
         translator: Translator,
         store: Store,
         dispatcher: Dispatcher,
-        mirror: MqttMirror | None,
         hub: EventHub,
     ) -> None:
         outage = False
@@ -90,7 +119,7 @@ class Daemon:
                 try:
                     await asyncio.wait_for(source.wait(), PENDING_WAIT_US / 1_000_000)
                 except TimeoutError:
-                    self._deliver(translator.flush(), store, dispatcher, mirror, hub)
+                    self._deliver(translator.flush(), store, dispatcher, hub)
                     continue
             else:
                 await source.wait()
@@ -108,7 +137,7 @@ class Daemon:
                     continue
                 # a connection change: what came before it is committed first, in order
                 changes += 1
-                self._deliver(events, store, dispatcher, mirror, hub)
+                self._deliver(events, store, dispatcher, hub)
                 events = []
                 log.info("AMI %s%s", item.kind, f": {item.detail}" if item.detail else "")
                 if self.console is not None and item.kind in ("connected", "disconnected"):
@@ -120,8 +149,8 @@ class Daemon:
                     if outage:
                         outage = False
                         resynced = await self._resync(source, translator)
-                        self._deliver(resynced, store, dispatcher, mirror, hub)
-            self._deliver(events, store, dispatcher, mirror, hub)
+                        self._deliver(resynced, store, dispatcher, hub)
+            self._deliver(events, store, dispatcher, hub)
             self.stats.ami_messages += len(items) - changes
 
     def _drain(
@@ -130,7 +159,6 @@ class Daemon:
         translator: Translator,
         store: Store,
         dispatcher: Dispatcher,
-        mirror: MqttMirror | None,
         hub: EventHub,
     ) -> None:
         """At stop: what AMI sent that the pipeline had not taken yet is translated and
@@ -142,7 +170,7 @@ class Daemon:
                 events += self._translate(translator.feed, item, now_us)
         events += translator.flush()  # nothing more will come
         try:
-            self._deliver(events, store, dispatcher, mirror, hub)
+            self._deliver(events, store, dispatcher, hub)
         except StoreError as err:
             log.error("%d events received before the stop could not be stored: %s", len(events), err)
 
@@ -183,7 +211,6 @@ class Daemon:
         events: list[tuple[int, dict[str, Any]]],
         store: Store,
         dispatcher: Dispatcher,
-        mirror: MqttMirror | None,
         hub: EventHub,
     ) -> None:
         """Commit a batch of events (one transaction, with the delivery outcomes known so
@@ -217,13 +244,17 @@ class Daemon:
                     extra={"call_id": event["CallID"], "sub_call_id": event["SubCallID"],
                            "extension_id": ext_id},
                 )  # fmt: skip
-            if mirror is not None:
-                mirror.publish(ext_id, event)
+            if self.mirror is not None:
+                self.mirror.publish(ext_id, event)
             hub.publish(ext_id, event)
         dispatcher.push(deliveries)
 
     async def run(self) -> None:
         config = self.config
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, self._on_sighup)  # never its default: death
+        self.stats.config_loaded_at = time.time()
         store = Store(config.store.path, config.store.synchronous)
         store.checkpoint_in_background()
         guard = GuardedResolver(parse_networks(config.delivery.allow_networks))
@@ -238,8 +269,9 @@ class Daemon:
         need = needs(config)
         source = AmiSource(config.ami, want=early_filter(need), coarse=coarse_filter(need))
         app[ACTIONS_KEY] = source.action
-        mirror = MqttMirror(config.mqtt) if config.mqtt is not None else None
-        registry, latency = make_registry(Parts(self.stats, source, translator, store, dispatcher, mirror))
+        mirror = self.mirror = MqttMirror(config.mqtt) if config.mqtt is not None else None
+        parts = Parts(self.stats, source, translator, store, dispatcher, mirror)
+        registry, latency = make_registry(parts)
         dispatcher.on_delivered = latency.observe
 
         def ready() -> list[str]:
@@ -289,14 +321,14 @@ class Daemon:
         log.info("API listening on http://%s:%s (docs at /docs); console, /metrics and /health on "
                  "http://%s:%s/", host, port, mhost, mport)  # fmt: skip
         dispatcher.start()  # what the previous process left pending; then watch the store
-        mirror_task = asyncio.ensure_future(mirror.run()) if mirror is not None else None
+        self._mirror_task = asyncio.ensure_future(mirror.run()) if mirror is not None else None
         source.start()
-        pipeline = asyncio.ensure_future(self._pipeline(source, translator, store, dispatcher, mirror, hub))
+        pipeline = asyncio.ensure_future(self._pipeline(source, translator, store, dispatcher, hub))
         notifier = Notifier.from_env()
+        self._running = Running(source, translator, app, dispatcher, guard, client, parts, notifier, mgmt)
         notifier.ready(f"API on {host}:{port}; AMI {config.ami.host}:{config.ami.port}")
         # systemd restarts us if the pipeline task dies or the loop stops turning
         watchdog = asyncio.ensure_future(watchdog_loop(notifier, lambda: not pipeline.done()))
-        loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stopping.set)
@@ -306,6 +338,7 @@ class Daemon:
             if pipeline.done() and pipeline.exception():
                 raise pipeline.exception()  # type: ignore[misc]
         finally:
+            self._running = None  # no reload while stopping
             log.info("stopping: no more AMI input, API closed, %.0f s for requests in flight",
                      self.shutdown_grace)  # fmt: skip
             notifier.stopping("finishing deliveries in flight")
@@ -314,7 +347,7 @@ class Daemon:
             pipeline.cancel()
             stop_wait.cancel()
             await asyncio.gather(pipeline, return_exceptions=True)
-            self._drain(source, translator, store, dispatcher, mirror, hub)
+            self._drain(source, translator, store, dispatcher, hub)
             await runner.cleanup()
             await mrunner.cleanup()
             try:
@@ -322,12 +355,112 @@ class Daemon:
             except TimeoutError:
                 log.info("deliveries still pending are kept for the next start")
             await dispatcher.close()
+            mirror, mirror_task = self.mirror, self._mirror_task  # the reloads' last
             if mirror is not None and mirror_task is not None:
                 mirror.stop()
                 try:
                     await asyncio.wait_for(mirror_task, 3)
                 except (TimeoutError, asyncio.CancelledError):
                     log.info("MQTT: %d events not published at stop", len(mirror.buffer))
+            await asyncio.gather(*self._retired, return_exceptions=True)
             await client.close()
             await guard.close()
             store.close()
+
+    # ---- reloading the configuration (SIGHUP) ------------------------------------------
+
+    def _on_sighup(self) -> None:
+        try:
+            self.reload()
+        except Exception:  # a bug in a reload must not stop the bridge
+            log.exception("reload failed midway: some settings may be the new ones; restart to be sure")
+
+    def reload(self) -> bool:
+        """Read the configuration file again and apply it; False when it is refused.
+
+        An invalid file is refused with the errors ``check-config`` prints, and the
+        previous configuration keeps running. Otherwise extensions, trunks, variables,
+        API tokens and clients (and every other API setting), delivery settings and MQTT
+        apply at once; the AMI connection and the requests in flight are untouched.
+        Settings only a restart can change (:data:`bridge.reload.RESTART_ONLY`) keep
+        their running values, and the log names them.
+        """
+        running = self._running
+        if running is None or self.config_path is None:
+            log.warning("reload ignored: %s", "the bridge is starting or stopping" if self.config_path else
+                        "no configuration file to read again")  # fmt: skip
+            return False
+        running.notifier.reloading(f"reloading {self.config_path}")
+        status = "reload refused: the previous configuration is running"
+        try:
+            try:
+                new = load_config(self.config_path)
+            except ConfigError as err:
+                self.stats.config_reloads["refused"] += 1
+                log.error("reload refused: %s\nstill running the previous configuration", err)
+                return False
+            warning = permission_warning(self.config_path)
+            if warning:
+                log.warning("%s", warning)
+            old = self.config
+            later = restart_needed(old, new)
+            config = effective(old, new)
+            self._apply(running, old, config)
+            self.stats.config_reloads["ok"] += 1
+            self.stats.config_loaded_at = time.time()
+            status = f"configuration reloaded: {summary(config)}"
+            log.info("configuration reloaded from %s: %s; changed: %s", self.config_path, summary(config),
+                     ", ".join(changed(old, config)) or "nothing")  # fmt: skip
+            if later:
+                log.warning("needs a restart to apply: %s (everything else is applied; the running "
+                            "values are kept until then)", ", ".join(later))  # fmt: skip
+            return True
+        finally:
+            running.notifier.ready(status)
+
+    def _apply(self, running: Running, old: Config, config: Config) -> None:
+        """Hand a valid configuration (restart-only settings as running) to every part."""
+        self.config = config
+        running.translator.reconfigure(config)
+        need = needs(config)
+        if need != needs(old):
+            # the login's event mask stays as it is (all events): only our own filters change
+            running.source.set_filters(early_filter(need), coarse_filter(need))
+        reconfigure_api(running.app, config)
+        if running.management is not None:
+            reconfigure_management(running.management, config)
+        if self.console is not None:
+            self.console.session_ttl = config.management.session_ttl
+        running.guard.allow = parse_networks(config.delivery.allow_networks)
+        if config.delivery.allow_networks != old.delivery.allow_networks and isinstance(
+            running.client, WebhookClient
+        ):
+            # kept-alive connections were made under the old guard: new ones pass the new one
+            self._retired.add(closing := asyncio.ensure_future(running.client.close()))
+            closing.add_done_callback(self._retired.discard)
+        running.dispatcher.reconfigure(config.delivery)
+        if config.mqtt != old.mqtt:
+            self._remirror(running, config)
+
+    def _remirror(self, running: Running, config: Config) -> None:
+        """MQTT added (a mirror started), removed (its buffer flushed, then it stops) or
+        changed (it reconnects with the new settings, keeping what it buffered)."""
+        mirror, task = self.mirror, self._mirror_task
+        if config.mqtt is not None and mirror is not None:
+            mirror.reconfigure(config.mqtt)
+            return
+        if mirror is not None and task is not None:
+            mirror.stop()
+            retired = asyncio.ensure_future(self._retire(mirror, task))
+            self._retired.add(retired)
+            retired.add_done_callback(self._retired.discard)
+        self.mirror = MqttMirror(config.mqtt) if config.mqtt is not None else None
+        self._mirror_task = asyncio.ensure_future(self.mirror.run()) if self.mirror is not None else None
+        running.parts.mirror = self.mirror
+
+    @staticmethod
+    async def _retire(mirror: MqttMirror, task: asyncio.Task[None]) -> None:
+        try:
+            await asyncio.wait_for(task, 3)
+        except (TimeoutError, asyncio.CancelledError):
+            log.info("MQTT removed: %d events not published", len(mirror.buffer))

@@ -38,6 +38,22 @@ class MqttMirror:
         self.failures = 0
         self._wake = asyncio.Event()
         self._stopping = False
+        #: a reload changed the settings: leave the broker and connect again with them
+        self._reconnect = False
+
+    def reconfigure(self, config: MqttConfig) -> None:
+        """Use new settings (a reload): the connection, if any, is closed cleanly (what is
+        buffered stays buffered, "offline" published on the old status topic) and made
+        again with them at once. Events buffered keep the topic they were queued with;
+        a smaller ``buffer_max`` drops the oldest beyond it (counted in ``dropped``)."""
+        if config == self.config:
+            return
+        self.config = config
+        while len(self.buffer) > config.buffer_max:
+            self.buffer.popleft()
+            self.dropped += 1
+        self._reconnect = True
+        self._wake.set()
 
     def publish(self, extension_id: int, event: dict[str, Any]) -> None:
         """Queue one event for the broker; never blocks, never raises."""
@@ -78,15 +94,20 @@ class MqttMirror:
         """Connect, publish, reconnect; until cancelled or :meth:`stop`."""
         delay = 0.5
         while not self._stopping:
+            self._reconnect = False
             try:
                 async with self._client() as client:
                     self.connected = True
                     delay = 0.5
+                    status = self.config.status
                     log.info("MQTT connected to %s", self.config.url)
-                    await client.publish(self.config.status, b"online", qos=1, retain=True)
+                    await client.publish(status, b"online", qos=1, retain=True)
                     await self._drain(client)
-                    await client.publish(self.config.status, b"offline", qos=1, retain=True)
-                    return
+                    await client.publish(status, b"offline", qos=1, retain=True)
+                    if self._stopping:
+                        return
+                    log.info("MQTT: reconnecting with the reloaded settings")
+                    continue
             except aiomqtt.MqttError as err:
                 self.failures += 1
                 if self.connected:
@@ -102,12 +123,12 @@ class MqttMirror:
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         while True:
-            while self.buffer:
+            while self.buffer and not self._reconnect:  # after a reload: for the new broker
                 topic, payload = self.buffer[0]
                 await client.publish(topic, payload, qos=self.config.qos)
                 self.buffer.popleft()  # only once the broker took it
                 self.published += 1
-            if self._stopping:
+            if self._stopping or self._reconnect:
                 return
             self._wake.clear()
             await self._wake.wait()

@@ -35,6 +35,10 @@ class Stats:
     ami_reconnects: int = 0
     #: AMI messages the translator failed on (a bug: logged with the message, skipped)
     translate_errors: int = 0
+    #: reloads of the configuration (SIGHUP) by result: "ok" or "refused" (invalid file)
+    config_reloads: Counter[str] = field(default_factory=lambda: Counter({"ok": 0, "refused": 0}))
+    #: when the configuration running now was loaded (Unix time; 0: not known)
+    config_loaded_at: float = 0.0
 
 
 @dataclass
@@ -62,6 +66,13 @@ class _Collector(Collector):
         yield CounterMetricFamily("ami_bridge_ami_reconnects", "AMI (re)logins", value=p.stats.ami_reconnects)
         yield CounterMetricFamily("ami_bridge_translate_errors", "AMI messages the translator failed on "
                                   "(skipped, logged)", value=p.stats.translate_errors)  # fmt: skip
+        reloads = CounterMetricFamily("ami_bridge_config_reloads", "Reloads of the configuration (SIGHUP) by "
+                                      "result: ok, or refused (invalid file)", labels=["result"])  # fmt: skip
+        for result, n in sorted(p.stats.config_reloads.items()):
+            reloads.add_metric([result], n)
+        yield reloads
+        yield GaugeMetricFamily("ami_bridge_config_loaded_timestamp_seconds", "When the configuration running"
+                                " now was loaded (Unix time)", value=p.stats.config_loaded_at)  # fmt: skip
         out = CounterMetricFamily("ami_bridge_events", "Extension events emitted", labels=["type"])
         for kind, n in sorted(p.stats.events_out.items()):
             out.add_metric([kind], n)

@@ -4,7 +4,7 @@ systemd hands a ``Type=notify`` service the address of a unix datagram socket in
 ``$NOTIFY_SOCKET`` (a filesystem path, or an abstract-namespace name written with a
 leading ``@``) and, with ``WatchdogSec=``, the watchdog period in ``$WATCHDOG_USEC``.
 Each message is one datagram of newline-separated ``KEY=value`` lines (``READY=1``,
-``STATUS=...``, ``STOPPING=1``, ``WATCHDOG=1``). Outside systemd there is no socket and
+``STATUS=...``, ``RELOADING=1``, ``STOPPING=1``, ``WATCHDOG=1``). Outside systemd there is no socket and
 every call is a harmless no-op that returns False; a failing send never raises either.
 """
 
@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Mapping
 
 log = logging.getLogger("bridge.sdnotify")
@@ -96,6 +97,14 @@ class Notifier:
         if status:
             fields.append(f"STATUS={_one_line(status)}")
         fields.append(f"MAINPID={os.getpid()}")
+        return self.send(*fields)
+
+    def reloading(self, status: str = "") -> bool:
+        """A reload of the configuration has begun: ``RELOADING=1`` with
+        ``MONOTONIC_USEC`` (when it began, as sd_notify(3) asks); :meth:`ready` ends it."""
+        fields = ["RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}"]
+        if status:
+            fields.append(f"STATUS={_one_line(status)}")
         return self.send(*fields)
 
     def stopping(self, status: str = "") -> bool:

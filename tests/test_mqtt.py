@@ -204,3 +204,36 @@ mqtt: {{url: "mqtt://127.0.0.1:{broker.port}", topic_prefix: "pbx"}}
         ("out", "000*101", "000*102"),
         ("in", "000*101", "000*102"),
     ]
+
+
+async def test_reconfigure_reconnects_with_the_new_settings(broker: Broker, tmp_path: Path) -> None:
+    """A reload pointing the mirror at another broker and prefix: it leaves the first one
+    ("offline" on its old status topic) and connects to the second at once, where the
+    next events go under the new prefix."""
+    (tmp_path / "other").mkdir()
+    other = Broker(tmp_path / "other")
+    other.start()
+    try:
+        mirror = MqttMirror(MqttConfig(url=f"mqtt://127.0.0.1:{broker.port}", topic_prefix="pbx/events"))
+        task = asyncio.ensure_future(mirror.run())
+        for _ in range(100):
+            if mirror.connected:
+                break
+            await asyncio.sleep(0.05)
+        assert mirror.connected
+        listener = asyncio.ensure_future(collect(other.port, "pbx2/#", 2))
+        await asyncio.sleep(0.3)
+        mirror.reconfigure(MqttConfig(url=f"mqtt://127.0.0.1:{other.port}", topic_prefix="pbx2"))
+        mirror.publish(1101, event(1))
+        got = await listener
+        assert [(str(m.topic), m.payload) for m in got] == [
+            ("pbx2/status", b"online"),
+            ("pbx2/1101/hangup", json.dumps(event(1), ensure_ascii=False).encode()),
+        ]
+        offline = await collect(broker.port, "pbx/events/status", 1)
+        assert offline[0].payload == b"offline"
+        assert mirror.published == 1
+        mirror.stop()
+        await asyncio.wait_for(task, 5)
+    finally:
+        other.stop()

@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,6 +70,21 @@ def test_notify_protocol_on_a_socket_path(listener: tuple[socket.socket, str]) -
     assert n.send("EXTEND_TIMEOUT_USEC=5000000", "STATUS=x")
     assert sock.recv(4096).decode() == "EXTEND_TIMEOUT_USEC=5000000\nSTATUS=x"
     assert received(sock) == []
+
+
+def test_reloading_says_when_it_began(listener: tuple[socket.socket, str]) -> None:
+    """reloading() sends RELOADING=1 with MONOTONIC_USEC (CLOCK_MONOTONIC, in µs) as
+    sd_notify(3) asks of a reload; ready() then ends it."""
+    sock, path = listener
+    n = Notifier.from_env({"NOTIFY_SOCKET": path})
+    before = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    assert n.reloading("reloading /etc/ami-bridge/config.yaml\nnow")
+    after = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    lines = sock.recv(4096).decode().split("\n")
+    assert lines[0] == "RELOADING=1" and lines[2] == "STATUS=reloading /etc/ami-bridge/config.yaml now"
+    key, _, usec = lines[1].partition("=")
+    assert key == "MONOTONIC_USEC" and before <= int(usec) <= after
+    assert len(lines) == 3
 
 
 def test_notify_protocol_on_an_abstract_socket() -> None:
@@ -257,6 +273,7 @@ def test_unit_file_settings() -> None:
     assert (
         service["ExecStart"] == "/opt/ami-bridge/venv/bin/ami-bridge run --config /etc/ami-bridge/config.yaml"
     )
+    assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"  # systemctl reload: SIGHUP re-reads the config
     assert service["WatchdogSec"] == "30"
     assert service["Restart"] == "on-failure"
     assert service["RestartSec"] == "2"

@@ -38,6 +38,12 @@ class StreamProtocol(AMIProtocol):  # type: ignore[misc]
         self._coarse = coarse
         self._framer = Framer()
 
+    def set_filters(
+        self, want: Callable[[bytes], bool] | None, coarse: Callable[[bytes], object] | None
+    ) -> None:
+        """Use other filters from the next block on."""
+        self._want, self._coarse = want, coarse
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self._framer = Framer()

@@ -29,7 +29,7 @@ from typing import Any, Literal
 from panoramisk import Manager
 
 from bridge.ami.message import Message
-from bridge.ami.protocol import protocol_factory
+from bridge.ami.protocol import StreamProtocol, protocol_factory
 from bridge.ami.tls import client_context, describe_failure
 from bridge.config import AmiConfig
 
@@ -130,6 +130,17 @@ class AmiSource:
             on_disconnect=self._on_disconnect,
         )
         self._keepalive: asyncio.Task[None] | None = None
+
+    def set_filters(
+        self, want: Callable[[bytes], bool] | None, coarse: Callable[[bytes], object] | None
+    ) -> None:
+        """Filter with these from the next block on (a reload whose configuration needs
+        other messages), on this connection and the ones after it; the connection itself
+        (and the event mask it logged in with: all events) is left as it is."""
+        self.manager.config["protocol_factory"] = protocol_factory(self._on_block, want, coarse)
+        protocol = self.manager.protocol
+        if isinstance(protocol, StreamProtocol):
+            protocol.set_filters(want, coarse)
 
     def _next_backoff(self) -> float:
         delay = self._backoff

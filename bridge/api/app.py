@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable
 
 from aiohttp import web
@@ -123,6 +124,44 @@ def make_app(config: Config, store: Store) -> web.Application:
     control.add_routes(app)
     add_docs(app)
     return app
+
+
+def reconfigure(app: web.Application, config: Config) -> None:
+    """A reload: the API answers with the new configuration from the next request on
+    (extensions, tokens and clients, rate limit, public_url, recordings, callback...).
+    Tokens issued to a client no longer configured stop working; each rate-limit bucket
+    keeps what is left of it, capped at the new limit. ``listen`` and ``max_body_bytes``
+    are fixed at start (the caller says they need a restart).
+
+    aiohttp warns when a running application's state changes (it cannot know whether a
+    handler would see a half-made change); each value here is replaced whole, between
+    two requests' steps, on the event loop's thread: the warning is silenced for that.
+    """
+    from bridge.api import auth
+
+    tokens, clients = auth.index(config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        app[CONFIG_KEY] = config
+        app[auth.TOKENS_KEY] = tokens
+        app[auth.CLIENTS_KEY] = clients
+    limiter = app[LIMITER_KEY]
+    limiter.capacity, limiter.rate = (
+        float(config.api.rate_limit_per_minute),
+        config.api.rate_limit_per_minute / 60,
+    )
+
+
+def reconfigure_management(app: web.Application, config: Config) -> None:
+    """A reload, for the management listener: its console checks the new tokens and clients."""
+    from bridge.api import auth
+
+    tokens, clients = auth.index(config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        app[CONFIG_KEY] = config
+        app[auth.TOKENS_KEY] = tokens
+        app[auth.CLIENTS_KEY] = clients
 
 
 def add_docs(app: web.Application) -> None:

@@ -38,22 +38,27 @@ TOKEN_PREFIX = "abt_"
 
 def setup(app: web.Application, config: Config) -> None:
     """Index the configured tokens and clients, and add the OAuth routes."""
-    index_credentials(app, config)
+    app[TOKENS_KEY], app[CLIENTS_KEY] = index(config)
     app.router.add_post("/oauth/token", token)
     route(app, "GET", "/user/", user)
 
 
-def index_credentials(app: web.Application, config: Config) -> None:
-    """Index the configured tokens and clients (what :func:`token_principal` and
-    :func:`client_principal` check) on ``app``."""
-    app[TOKENS_KEY] = [
+def index(config: Config) -> tuple[list[tuple[bytes, Principal]], list[tuple[bytes, ApiClient]]]:
+    """The (digest, principal) of each static token and the (digest, client) of each client."""
+    tokens = [
         (
             t.digest,
             Principal(t.client_id, None if t.extensions is None else frozenset(t.extensions), "static"),
         )
         for t in config.api.tokens
     ]
-    app[CLIENTS_KEY] = [(c.digest, c) for c in config.api.clients]
+    return tokens, [(c.digest, c) for c in config.api.clients]
+
+
+def index_credentials(app: web.Application, config: Config) -> None:
+    """Index the configured tokens and clients (what :func:`token_principal` and
+    :func:`client_principal` check) on ``app``."""
+    app[TOKENS_KEY], app[CLIENTS_KEY] = index(config)
 
 
 def authenticate(request: web.Request) -> Principal:

@@ -94,6 +94,7 @@ class Dispatcher:
         self._flush_at: asyncio.TimerHandle | None = None
         self._watch: asyncio.Task[None] | None = None
         self._sem = asyncio.Semaphore(config.concurrency)
+        self._sem_size = config.concurrency
         self.outcomes: dict[str, int] = {"delivered": 0, "retry": 0, "failed": 0, "disabled": 0}
         #: called with seconds from the event's EventTime to the receiver's 2xx
         self.on_delivered = on_delivered
@@ -103,6 +104,17 @@ class Dispatcher:
         self.allow = parse_networks(config.allow_networks)
         #: the SSRF refusal of each URL's IP literal host (None: a name, or allowed)
         self._literal: dict[str, str | None] = {}
+
+    def reconfigure(self, config: DeliveryConfig) -> None:
+        """Use new delivery settings (a reload) from the next attempt on: timeouts,
+        retries, backoff, secret, allowed networks and concurrency. Requests in flight
+        finish as they started (they hold the old concurrency's slots, so for a while
+        both limits may be in use). ``client`` is chosen at start only."""
+        self.config = config
+        if config.concurrency != self._sem_size:
+            self._sem, self._sem_size = asyncio.Semaphore(config.concurrency), config.concurrency
+        self.allow = parse_networks(config.allow_networks)
+        self._literal.clear()
 
     # ---- queueing --------------------------------------------------------------------
 

@@ -25,6 +25,28 @@ class State:
     configuration as the rules look it up."""
 
     def __init__(self, config: Config) -> None:
+        self._configure(config)
+        self.channels: dict[str, Channel] = {}
+        self.calls: dict[str, Call] = {}
+        #: Uniqueid of each live Local channel by name, to find a pair's other half
+        self._local_uids: dict[str, str] = {}
+        #: the channels in each bridge, in the order they entered (a dict: deterministic)
+        self._bridges: dict[str, dict[str, None]] = {}
+        #: channels that hung up and wait for what Asterisk may send after the Hangup
+        self._pending: dict[str, PendingHangup] = {}
+        #: DialBegins of a consultation that wait for the transferer to join its bridge
+        self._held: list[tuple[Message, int]] = []
+        self._last_ts = 0
+        self.problems: list[str] = []
+        #: collect :class:`Recording`s (the daemon takes them with each batch of events;
+        #: a replay does not, and keeps nothing)
+        self.keep_recordings = False
+        self.recordings: list[Recording] = []
+        #: channels whose recording ended since the daemon last took them
+        self.recordings_done: list[str] = []
+
+    def _configure(self, config: Config) -> None:
+        """The lookups built from the configuration (replaced whole by a reload)."""
         self.config = config
         self._dir = Directory(config)
         self._phones = self._dir.phones
@@ -47,24 +69,6 @@ class State:
         self._var_of: dict[str, str] = {}
         for name, field_name in self._var_names.items():
             self._var_of.setdefault(field_name, name)
-        self.channels: dict[str, Channel] = {}
-        self.calls: dict[str, Call] = {}
-        #: Uniqueid of each live Local channel by name, to find a pair's other half
-        self._local_uids: dict[str, str] = {}
-        #: the channels in each bridge, in the order they entered (a dict: deterministic)
-        self._bridges: dict[str, dict[str, None]] = {}
-        #: channels that hung up and wait for what Asterisk may send after the Hangup
-        self._pending: dict[str, PendingHangup] = {}
-        #: DialBegins of a consultation that wait for the transferer to join its bridge
-        self._held: list[tuple[Message, int]] = []
-        self._last_ts = 0
-        self.problems: list[str] = []
-        #: collect :class:`Recording`s (the daemon takes them with each batch of events;
-        #: a replay does not, and keeps nothing)
-        self.keep_recordings = False
-        self.recordings: list[Recording] = []
-        #: channels whose recording ended since the daemon last took them
-        self.recordings_done: list[str] = []
 
     # ---- channels and their variables ------------------------------------------------
 

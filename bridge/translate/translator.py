@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from bridge.ami.message import Message
 from bridge.translate.callback import CallbackRules
@@ -45,6 +45,9 @@ from bridge.translate.queue import QueueRules
 from bridge.translate.transfer import TransferRules
 from bridge.translate.voicemail import VOICEMAIL_VARIABLES, VoicemailRules
 from bridge.translate.wire import FIELD_ORDER, diversion_number, ordered
+
+if TYPE_CHECKING:
+    from bridge.config import Config
 
 __all__ = ["FIELD_ORDER", "PENDING_WAIT_US", "Emitted", "Translator", "diversion_number", "ordered",
            "timestamp_us"]  # fmt: skip
@@ -125,6 +128,19 @@ class Translator(
         if self._held and event == "BridgeEnter":
             self._release_held(out, ready_only=True)
         return out
+
+    def reconfigure(self, config: Config) -> None:
+        """Use a new configuration (a reload) from the next message on.
+
+        Only the lookups built from the configuration are replaced (extensions by device,
+        number, queue, IVR context and mailbox; trunks; variable names): the calls in
+        progress stay tracked. A component already started keeps the extension it
+        started with, so it gets its remaining events (answer, hangup) even when that
+        extension was removed or changed; only new components see the new configuration
+        (a removed extension gets none, an added one gets them for the calls that reach
+        it from now on, including a call already in progress).
+        """
+        self._configure(config)
 
     @property
     def waiting(self) -> bool:
