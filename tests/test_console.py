@@ -480,3 +480,30 @@ delivery: {{backoff_initial: 0.1, backoff_max: 0.2, max_attempts: 2, allow_netwo
 async def screenshot(page: Browser, path: Path) -> None:
     shot = await page.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
     path.write_bytes(base64.b64decode(shot["data"]))
+
+
+async def test_a_reload_gives_the_management_console_the_new_tokens(tmp_path: Path) -> None:
+    """management.login on: a token the reloaded file adds logs in; one it drops does not, and
+    its session ends."""
+    from bridge.api.app import reconfigure_management
+    from bridge.api.auth import index_credentials
+    from bridge.api.common import CONFIG_KEY, STORE_KEY
+
+    store, console = seeded(tmp_path)
+    app = web.Application()
+    app[CONFIG_KEY], app[STORE_KEY] = CONFIG, store
+    index_credentials(app, CONFIG)
+    add_console(app, console, login=True, hosts=None)
+    new_token = "new-token-0123456789"
+    reloaded = parse_config(
+        f"ami: {{username: bridge, secret: s}}\napi: {{tokens: [{{token: {new_token}}}]}}"
+    )
+    async with TestClient(TestServer(app)) as client:
+        assert (await client.post("/dashboard/login", data={"token": new_token})).status == 401
+        assert (await client.post("/dashboard/login", data={"token": ADMIN})).status == 200
+        assert (await client.get("/dashboard/me")).status == 200
+        reconfigure_management(app, reloaded)
+        assert (await client.get("/dashboard/me")).status == 401  # its token is gone: so is the session
+        assert (await client.post("/dashboard/login", data={"token": ADMIN})).status == 401
+        assert (await client.post("/dashboard/login", data={"token": new_token})).status == 200
+    store.close()

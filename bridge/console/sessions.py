@@ -23,6 +23,8 @@ class Session:
     expires_at: float
     #: sent back by the page in ``X-CSRF-Token`` with every action
     csrf: str
+    #: the SHA-256 of the static token it was opened with (a reload may remove that token)
+    token_digest: bytes | None = None
 
     def csrf_ok(self, given: str | None) -> bool:
         return given is not None and hmac.compare_digest(self.csrf.encode(), given.encode())
@@ -39,11 +41,12 @@ class Sessions:
         self.limit = limit
         self._open: OrderedDict[bytes, Session] = OrderedDict()
 
-    def open(self, principal: Principal, now: float, ttl: float) -> tuple[str, Session]:
+    def open(self, principal: Principal, now: float, ttl: float,
+             token_digest: bytes | None = None) -> tuple[str, Session]:  # fmt: skip
         """A new session for ``principal``: (its id, for the cookie; the session)."""
         expires = now + ttl if principal.expires_at is None else min(now + ttl, principal.expires_at)
         session_id = secrets.token_urlsafe(32)
-        session = Session(principal, expires, secrets.token_urlsafe(24))
+        session = Session(principal, expires, secrets.token_urlsafe(24), token_digest)
         self._open[_key(session_id)] = session
         while len(self._open) > self.limit:
             self._open.popitem(last=False)

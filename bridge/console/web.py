@@ -33,8 +33,9 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.api.auth import client_principal, configured_client, token_principal
+from bridge.api.auth import TOKENS_KEY, client_principal, configured_client, token_principal
 from bridge.api.common import ApiError, Handler, Principal
+from bridge.config import token_digest
 from bridge.console.health import DeliveryHealth
 from bridge.console.sessions import Session, Sessions
 from bridge.console.timeline import Timeline
@@ -134,6 +135,17 @@ def _session(request: web.Request) -> Session | None:
     return console.sessions.get(request.cookies.get(COOKIE), console.clock())
 
 
+def _still_configured(app: web.Application, session: Session) -> bool:
+    """Whether the token or client a session was opened with is still in the configuration."""
+    principal = session.principal
+    if principal.kind == "oauth":
+        client = configured_client(app, principal.client_id)
+        return client is not None and principal.extensions == (
+            None if client.extensions is None else frozenset(client.extensions)
+        )
+    return any(d == session.token_digest and p == principal for d, p in app[TOKENS_KEY])
+
+
 def _error(status: int, code: str, message: str) -> web.Response:
     resp = ApiError(status, code, message).response()
     resp.headers.update(_HEADERS)
@@ -155,9 +167,8 @@ async def console_guard(request: web.Request, handler: Handler) -> web.StreamRes
     console = request.app[CONSOLE_KEY]
     if mode.login:
         session = _session(request)
-        if session is not None and session.principal.kind == "oauth" and \
-                configured_client(request.app, session.principal.client_id) is None:  # fmt: skip
-            console.sessions.close(request.cookies.get(COOKIE))  # its client was removed
+        if session is not None and not _still_configured(request.app, session):
+            console.sessions.close(request.cookies.get(COOKIE))  # a reload removed its token or client
             session = None
         if session is None:
             if path == "/dashboard" and request.method == "GET":
@@ -203,7 +214,8 @@ async def _login(request: web.Request) -> web.Response:
     except ApiError as err:
         log.info("console login refused from %s: %s", request.remote, err.message)
         return _error(401, "unauthorized", err.message)
-    session_id, session = console.sessions.open(principal, now, console.session_ttl)
+    digest = token_digest(fields["token"].strip()) if principal.kind == "static" else None
+    session_id, session = console.sessions.open(principal, now, console.session_ttl, digest)
     resp = web.json_response({"client_id": principal.client_id, "expires_at": session.expires_at},
                              headers=_HEADERS)  # fmt: skip
     resp.set_cookie(COOKIE, session_id, max_age=max(1, int(session.expires_at - now)), path="/dashboard",
