@@ -36,10 +36,13 @@ from bridge.config import Retention
 
 log = logging.getLogger(__name__)
 
-#: rows chosen per transaction (calls per transaction: a fifth of it, ~7 events each)
-BATCH = 2000
-#: seconds the pruner sleeps between two transactions (the pipeline's turn)
-PAUSE = 0.002
+#: rows chosen per transaction (calls per transaction: a tenth of it, ~7 events each):
+#: a transaction of a few milliseconds
+BATCH = 1000
+#: seconds the pruner sleeps between two transactions, at least (and at least as long as
+#: the transaction took): the pipeline's turn. A commit that found the pruner's lock is
+#: in SQLite's busy handler, which looks again after 1, 3, 8, 18, 33... ms
+PAUSE = 0.01
 #: the ``meta`` key of the non-call events' cursor
 CURSOR_KEY = "retention.cursor"
 #: what a pass counts (``ami_bridge_store_pruned_total{kind}``)
@@ -65,6 +68,8 @@ class Pruner:
         self.last_at: float | None = None
         self.last_seconds: float | None = None
         self.passes = 0
+        #: seconds spent in passes since start
+        self.busy = 0.0
         #: non-call events the cursor passed while a pending/failed delivery held them
         self._held: set[int] = set()
         self._cursor: int | None = None
@@ -88,6 +93,7 @@ class Pruner:
         self.passes += 1
         self.last_at = now
         self.last_seconds = time.monotonic() - started
+        self.busy += self.last_seconds
         if sum(done.values()):
             what = ", ".join(f"{n} {k}" for k, n in sorted(done.items()) if n)
             log.info("store retention: pruned %s in %.2f s", what, self.last_seconds)
@@ -98,6 +104,7 @@ class Pruner:
     def _tx(self, body: Callable[[], bool]) -> bool:
         """Run ``body`` in one write transaction, then pause; returns what ``body`` did
         (True: there may be more to do)."""
+        began = time.monotonic()
         self.db.execute("BEGIN IMMEDIATE")
         try:
             more = body()
@@ -106,7 +113,7 @@ class Pruner:
             self.db.execute("ROLLBACK")
             raise
         if self.pause:
-            time.sleep(self.pause)
+            time.sleep(max(self.pause, time.monotonic() - began))
         return more
 
     def _tokens(self, now: float, done: Counter[str]) -> None:
@@ -138,7 +145,7 @@ class Pruner:
 
     def _calls(self, cutoff: int, done: Counter[str]) -> None:
         after: tuple[int, str] = (-(2**62), "")
-        size = max(1, self.batch // 5)
+        size = max(1, self.batch // 10)
 
         def body() -> bool:
             nonlocal after
