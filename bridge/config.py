@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class ConfigError(Exception):
@@ -369,11 +378,81 @@ class ManagementConfig(_Strict):
         return self
 
 
+#: a duration's units (``7d``, ``12h``, ``30m``, ``45s``, ``2w``)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+
+
+def duration(value: object) -> float | None:
+    """A duration in seconds: a number of seconds, or a string such as ``7d``, ``12h``,
+    ``30m``, ``45s``, ``2w`` (or ``3600``); 0 or null: None (forever)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration: {_DURATION_HELP}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    else:
+        raise ValueError(f"{value!r} is not a duration: {_DURATION_HELP}")
+    if seconds < 0 or seconds != seconds or seconds == float("inf"):
+        raise ValueError(f"{value!r} is not a duration: {_DURATION_HELP}")
+    return seconds or None
+
+
+_DURATION_HELP = ("give seconds (3600) or a number with one unit s, m, h, d or w (30m, 12h, 7d); "
+                  "0 or null keeps forever")  # fmt: skip
+
+
+def _every(value: object) -> float:
+    seconds = duration(value)
+    if seconds is None:
+        raise ValueError(f"{value!r}: the pruning needs an interval, e.g. 60 or 5m (at least 1 s)")
+    return seconds
+
+
+#: seconds, from a number or ``7d``/``12h``/``30m``; None: forever
+Duration = Annotated[float | None, BeforeValidator(duration)]
+
+
+class Retention(_Strict):
+    """How long the store keeps what it no longer needs (each: seconds or 7d/12h/30m; 0 or
+    null keeps forever). Pending deliveries and their events are never pruned.
+
+    - ``delivered``: events whose deliveries are all done (or that had none) and which are
+      no call's (SIP messages), counted from their EventTime;
+    - ``failed``: deliveries given up (``/deliveries/``), counted from their event's time;
+      while one is kept, so is its event (and that event's call);
+    - ``history``: a call (its history, its extensions, its recordings' rows) and every
+      event of it, counted from the call's start. The history is built from the events,
+      so a call's events stay as long as the call, and a call stays at least as long as
+      ``delivered`` too (the longer of the two; forever if either is).
+
+    A recording's file is never deleted by the bridge, only its row. Expired API tokens
+    are always pruned. The pruning runs every ``interval`` in a thread of its own.
+    """
+
+    delivered: Duration = 7 * 86400.0
+    failed: Duration = 30 * 86400.0
+    history: Duration = 90 * 86400.0
+    #: how often the pruning runs
+    interval: Annotated[float, BeforeValidator(lambda v: _every(v)), Field(ge=1)] = 60.0
+
+    @property
+    def calls(self) -> float | None:
+        """How long a call and its events are kept: the longer of history and delivered."""
+        if self.history is None or self.delivered is None:
+            return None
+        return max(self.history, self.delivered)
+
+
 class StoreConfig(_Strict):
     """The embedded store (SQLite)."""
 
     path: str = "/var/lib/ami-bridge/bridge.db"
     synchronous: Literal["normal", "full"] = "normal"
+    retention: Retention = Retention()
 
 
 class DeliveryConfig(_Strict):

@@ -257,6 +257,7 @@ class Daemon:
         self.stats.config_loaded_at = time.time()
         store = Store(config.store.path, config.store.synchronous)
         store.checkpoint_in_background()
+        store.prune_in_background(config.store.retention)
         guard = GuardedResolver(parse_networks(config.delivery.allow_networks))
         client = make_client(config.delivery.client, guard, config.delivery.concurrency)
         dispatcher = Dispatcher(store, config.delivery, client)

@@ -85,6 +85,21 @@ class _Collector(Collector):
                                 value=p.store.count_deliveries("pending"))  # fmt: skip
         yield GaugeMetricFamily("ami_bridge_deliveries_failed", "Deliveries given up (see /deliveries/)",
                                 value=p.store.count_deliveries("failed"))  # fmt: skip
+        yield GaugeMetricFamily("ami_bridge_store_bytes", "The store's database file and WAL, in bytes",
+                                value=p.store.file_bytes())  # fmt: skip
+        pruning = p.store.pruning
+        if pruning is not None:
+            pruner = pruning.pruner
+            pruned = CounterMetricFamily("ami_bridge_store_pruned", "Rows the store's retention deleted",
+                                         labels=["kind"])  # fmt: skip
+            for kind, n in sorted(pruner.pruned.items()):
+                pruned.add_metric([kind], n)
+            yield pruned
+            if pruner.last_at is not None and pruner.last_seconds is not None:
+                yield GaugeMetricFamily("ami_bridge_store_last_prune_timestamp_seconds",
+                                        "When the last pruning pass ran", value=pruner.last_at)  # fmt: skip
+                yield GaugeMetricFamily("ami_bridge_store_last_prune_duration_seconds",
+                                        "How long it took", value=pruner.last_seconds)  # fmt: skip
         yield GaugeMetricFamily(
             "ami_bridge_active_calls", "Calls in progress", value=p.translator.active_calls
         )

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from bridge.config import Retention
+    from bridge.retention import PruneThread
     from bridge.translate.model import Recording
 
 log = logging.getLogger(__name__)
@@ -36,8 +38,11 @@ log = logging.getLogger(__name__)
 #: so marking a delivery delivered takes its row out of the index instead of moving it;
 #: 3: the API clients' tokens (``api_tokens``); the call history (``events.call_id`` and
 #: ``event_time``, ``calls``, ``call_extensions``) and the recordings (``records``), with a
-#: version-2 store's events indexed on opening
-SCHEMA_VERSION = 3
+#: version-2 store's events indexed on opening;
+#: 4 (retention): ``deliveries_by_event`` and ``records_by_call``, so that pruning a call
+#: or an event finds its rows (and SQLite's foreign-key check on deleting an event) by
+#: index; a version-3 store gets them on opening (the CREATE INDEX IF NOT EXISTS below)
+SCHEMA_VERSION = 4
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS subscriptions (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -101,6 +106,9 @@ CREATE TABLE IF NOT EXISTS records (           -- a RecID and the file it names
 CREATE INDEX IF NOT EXISTS records_by_extension ON records (extension_id, event_time);
 CREATE INDEX IF NOT EXISTS records_recording ON records (channel) WHERE channel IS NOT NULL;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+-- version 4 (retention, bridge/retention.py): a pruned event's deliveries, a pruned call's recordings
+CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries (event_id);
+CREATE INDEX IF NOT EXISTS records_by_call ON records (call_id);
 """
 #: a version-2 store's events, indexed for the call history (what enqueue_many writes)
 _UPGRADE_3 = """
@@ -175,6 +183,8 @@ class Store:
         self._last_ids: dict[str, int] = {}
         self._checkpointer: threading.Thread | None = None
         self._stop_checkpoints = threading.Event()
+        #: the retention's thread, once :meth:`prune_in_background` started it
+        self.pruning: PruneThread | None = None
 
     def _create(self) -> None:
         """The schema, created or brought up to date in one transaction."""
@@ -192,6 +202,9 @@ class Store:
             self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
+        if self.pruning is not None:
+            self.pruning.stop()
+            self.pruning = None
         if self._checkpointer is not None:
             self._stop_checkpoints.set()
             self._checkpointer.join()
@@ -221,6 +234,30 @@ class Store:
             target=self._checkpoints, args=(db, interval), name="store-checkpoints", daemon=True
         )
         self._checkpointer.start()
+
+    def prune_in_background(self, retention: Retention, clock: Callable[[], float] | None = None) -> None:
+        """Prune what ``retention`` no longer keeps (bridge/retention.py), every
+        ``retention.interval`` seconds, from a thread with a connection of its own, in
+        short transactions that let the pipeline's commits in between. Until :meth:`close`."""
+        from bridge.retention import Pruner, PruneThread
+
+        if self.pruning is not None or self.path == ":memory:":
+            return
+        try:
+            pruner = Pruner(self.path, retention)
+        except sqlite3.Error as err:
+            log.warning("store: no retention thread (%s): nothing is pruned", err)
+            return
+        self.pruning = PruneThread(pruner) if clock is None else PruneThread(pruner, clock)
+        self.pruning.start()
+
+    def file_bytes(self) -> int:
+        """The store's size on disk: the database file and its WAL."""
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                total += Path(self.path + suffix).stat().st_size
+        return total
 
     def _checkpoints(self, db: sqlite3.Connection, interval: float) -> None:
         failing = False

@@ -7,6 +7,7 @@ import asyncio
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -52,8 +53,10 @@ delivery: {{allow_networks: ["127.0.0.0/8"]}}
 """)
     store = Store(db)
     store.add_subscription(175, "hangup", f"http://127.0.0.1:{server.port}/hook", "POST")
+    now = time.time_ns() // 1000
     for n in range(20):
-        store.enqueue(175, {"EventType": "hangup", "CallID": f"c{n:02d}", "EventTime": n})
+        # (events of now: older ones would be the store's retention's to prune once delivered)
+        store.enqueue(175, {"EventType": "hangup", "CallID": f"c{n:02d}", "EventTime": now + n})
     store.close()
 
     log = tmp_path / "daemon.log"

@@ -363,7 +363,7 @@ def test_a_version_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
     indexes = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"subscriptions_ext", "deliveries_pending_by_subscription", "deliveries_failed"} <= indexes
     assert "deliveries_pending" not in indexes
-    assert store.db.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == 4
     assert store.call_events("old") == [(175, {"CallID": "old"})]  # indexed for the call history
     assert store.call_reached("old") == {175}
     assert store.pending_subscriptions() == [1]
@@ -376,7 +376,7 @@ def test_a_version_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
     assert [(d.id, d.event_id) for d in store.enqueue(175, event(2))] == [(4, 2)]
     assert store.retry_failed() == 1 and store.count_deliveries("pending") == 3
     store.close()
-    Store(tmp_path / "v1.db").close()  # and opened again as version 3: nothing to do
+    Store(tmp_path / "v1.db").close()  # and opened again as version 4: nothing to do
 
 
 def test_checkpoints_run_in_a_thread_of_their_own(tmp_path: Path) -> None:

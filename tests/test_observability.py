@@ -60,6 +60,10 @@ delivery: {{backoff_initial: 30, allow_networks: ["127.0.0.0/8"]}}
     assert lines['ami_bridge_deliveries_total{outcome="retry"}'] == "1.0"
     assert lines["ami_bridge_active_calls"] == "0.0"
     assert "ami_bridge_delivery_latency_seconds_count" in lines
+    # the daemon's retention thread ran at start: the event (of 1970) stays, its delivery pending
+    assert float(lines["ami_bridge_store_bytes"]) > 0
+    assert lines['ami_bridge_store_pruned_total{kind="events"}'] == "0.0"
+    assert float(lines["ami_bridge_store_last_prune_timestamp_seconds"]) > 0
 
 
 async def test_tokens_and_secrets_never_reach_the_logs(tmp_path: Path) -> None:

@@ -5,8 +5,10 @@ warnings about the ones left in clear."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -86,12 +88,41 @@ def test_secret_file_mistakes_name_the_key_and_the_file(
     assert AMI_SECRET not in str(err.value) and "second line" not in str(err.value)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file: a chmod 000 file is readable")
 def test_an_unreadable_secret_file_says_permission_denied(tmp_path: Path) -> None:
-    """A file the bridge's user may not read: the error names it and the errno text."""
+    """A file the bridge's user may not read: the error names it and the errno text. Root
+    reads every file, so as root the check runs as the unprivileged user nobody."""
     path = write(tmp_path / "ami", AMI_SECRET, mode=0)
-    with pytest.raises(ConfigError, match=rf"ami: secret_file: cannot read '{path}' \(Permission denied\)"):
-        parse_config(f"ami: {{username: bridge, secret_file: {path}}}\n")
+    expected = rf"ami: secret_file: cannot read '{path}' \(Permission denied\)"
+    if os.geteuid() != 0:
+        with pytest.raises(ConfigError, match=expected):
+            parse_config(f"ami: {{username: bridge, secret_file: {path}}}\n")
+        return
+    tmp_path.chmod(0o755)
+    for parent in tmp_path.parents:  # pytest's own folders are root's alone
+        if parent == Path(tempfile.gettempdir()):
+            break
+        parent.chmod(parent.stat().st_mode | 0o111)
+    # a forked child (the modules already loaded) drops to nobody and loads the config
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            try:
+                parse_config(f"ami: {{username: bridge, secret_file: {path}}}\n")
+                message = "no error"
+            except ConfigError as err:
+                message = str(err)
+            os.write(write_end, message.encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        message = pipe.read()
+    os.waitpid(pid, 0)
+    assert re.search(expected, message), message
+    assert AMI_SECRET not in message
 
 
 def test_both_forms_for_api_secrets_are_refused(tmp_path: Path) -> None:
