@@ -455,6 +455,8 @@ delivery: {{backoff_initial: 0.1, backoff_max: 0.2, max_attempts: 2, allow_netwo
         )
         assert sorted(exts) == ["1101"] * 4
         assert "extensions 1101" in await browser.eval("document.getElementById('who').textContent")
+        shown = "[...document.querySelectorAll('#charts-section figure')].filter(f => !f.hidden).length"
+        assert await browser.wait_for(f"{shown} === 1")  # the AMI link's; the counts are the operator's
         events = await browser.eval(
             "[...document.querySelectorAll('#events .event .ext')].map(e => e.textContent)"
         )

@@ -243,7 +243,7 @@
 
   function line(label, i, extra) {
     return Object.assign({ label: label, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: false,
-                           points: { show: true, size: 4 } }, extra || {});
+                           points: { show: true, size: 3 } }, extra || {});
   }
 
   function renderCharts(d) {
@@ -252,6 +252,9 @@
       return;
     }
     var t = d.t;
+    ["chart-events", "chart-latency", "chart-deliveries"].forEach(function (id) {
+      document.getElementById(id).parentNode.hidden = !d.calls; // the operator's charts only
+    });
     if (d.calls) {
       var types = Object.keys(d.events || {});
       chart("chart-events", [t, d.calls].concat(types.map(function (k) { return d.events[k]; })),
