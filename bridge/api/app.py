@@ -137,14 +137,7 @@ def reconfigure(app: web.Application, config: Config) -> None:
     handler would see a half-made change); each value here is replaced whole, between
     two requests' steps, on the event loop's thread: the warning is silenced for that.
     """
-    from bridge.api import auth
-
-    tokens, clients = auth.index(config)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        app[CONFIG_KEY] = config
-        app[auth.TOKENS_KEY] = tokens
-        app[auth.CLIENTS_KEY] = clients
+    reconfigure_management(app, config)
     limiter = app[LIMITER_KEY]
     limiter.capacity, limiter.rate = (
         float(config.api.rate_limit_per_minute),
@@ -153,7 +146,8 @@ def reconfigure(app: web.Application, config: Config) -> None:
 
 
 def reconfigure_management(app: web.Application, config: Config) -> None:
-    """A reload, for the management listener: its console checks the new tokens and clients."""
+    """A reload, for any listener that checks tokens (the management listener's console
+    too): the new configuration, tokens and clients, each replaced whole."""
     from bridge.api import auth
 
     tokens, clients = auth.index(config)
