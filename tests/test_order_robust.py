@@ -6,8 +6,10 @@ Hangup, and a channel's BridgeLeave after its Hangup (when the two come at the s
 moment, as Asterisk sends them); an OriginateResponse and the Hangup of its channel in
 the other order; an attended transfer's consultation dialing (a Local channel's
 DialBegin, and those of the Local pairs behind it) before the transferer enters the
-consultation's bridge; every DialEnd and
-every Hangup arriving twice. A caller's DialEnd that a call pickup answered may also come
+consultation's bridge; a DialBegin into a Local pair's first half after the dials its second half (and the
+pairs behind it) make, as Asterisk runs that half's dialplan at once (seen live: a
+wrapped phone's blind transfer target rang before the transferee's dial into the pair
+was sent); every DialEnd and every Hangup arriving twice. A caller's DialEnd that a call pickup answered may also come
 before the Pickup event: then the same events reach every component.
 """
 
@@ -73,6 +75,24 @@ def moves(blocks: list[bytes]) -> list[Move]:
                 found += [(join, k) for k in range(join + 1, len(msgs)) if msgs[k].event == "DialBegin"
                           and (msgs[k].get("Channel") or "").startswith("Local/")
                           and _ts(blocks[k]) - _ts(blocks[join]) <= CLOSE_US]  # fmt: skip
+        if m.event == "DialBegin" and (m.get("DestChannel") or "").startswith("Local/") \
+                and m.get("DestChannel", "").endswith(";1"):  # fmt: skip
+            # the pair's second half runs its dialplan at once: its dials (and those of the
+            # pairs behind it) may come before this DialBegin into the first half
+            behind, last = {(m.get("DestChannel") or "")[:-1] + "2"}, None
+            for k in range(i + 1, len(msgs)):
+                if _ts(blocks[k]) - _ts(blocks[i]) > CLOSE_US:
+                    break
+                b = msgs[k]
+                if b.event == "DialBegin" and b.get("Channel") == m.get("Channel"):
+                    break  # the same Dial's next target: one thread sends those, in order
+                if b.event == "DialBegin" and b.get("Channel") in behind:
+                    last = k
+                    dest = b.get("DestChannel") or ""
+                    if dest.startswith("Local/") and dest.endswith(";1"):
+                        behind.add(dest[:-1] + "2")
+            if last is not None:
+                found.append((i, last))
     return found
 
 

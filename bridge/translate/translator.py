@@ -122,10 +122,12 @@ class Translator(
         if not self._held:
             handler(self, msg, ts, out)
             return out
-        if event not in _KEEP_HOLDING:
+        if (event not in _KEEP_HOLDING and self._concerns_held(msg)) or self._held_since(
+            ts
+        ) > PENDING_WAIT_US:
             self._release_held(out)
         handler(self, msg, ts, out)
-        if self._held and event == "BridgeEnter":
+        if self._held and event in ("BridgeEnter", "DialBegin"):
             self._release_held(out, ready_only=True)
         return out
 
@@ -268,24 +270,74 @@ class Translator(
     # ---- a consultation's dial that came before the transferer joined its bridge ------
 
     def _waits_for_consulting(self, msg: Message) -> bool:
-        """A Local pair no Dial created dials while its other half is in no bridge with
-        anyone yet: an attended transfer's consultation whose transferer joins that
-        bridge in the same instant, before or after (Asterisk sends either)."""
+        """A Local pair's second half dials while its first half is neither dialed nor in
+        a bridge with anyone yet: an attended transfer's consultation whose transferer
+        joins that bridge in the same instant, before or after (Asterisk sends either);
+        or a pair whose first half's own DialBegin is still to come (Asterisk runs the
+        second half's dialplan at once, so its dials may come first)."""
         caller = self.channels.get(msg.get("Uniqueid") or "")
-        if caller is None or not caller.is_local:
+        if caller is None or not caller.is_local or not caller.name.endswith(";2"):
             return False
         local1 = self._partner(caller)
         return local1 is not None and local1.dialed_by is None and self._bridge_peer(local1) is None
 
+    def _held_since(self, ts: int) -> int:
+        """How long (µs of stream time) the oldest held dial has waited at ``ts``."""
+        return ts - min(t for _, t in self._held)
+
+    def _concerns_held(self, msg: Message) -> bool:
+        """Whether a message may depend on the held dials: it names one of their channels
+        (or those channels' other Local halves), or names no channel at all."""
+        uid = msg.get("Uniqueid")
+        if not uid:
+            return True
+        for held, _ in self._held:
+            for key in ("Uniqueid", "DestUniqueid"):
+                chan = self.channels.get(held.get(key) or "")
+                if chan is None:
+                    continue
+                partner = self._partner(chan)
+                if uid == chan.uid or (partner is not None and uid == partner.uid):
+                    return True
+        return False
+
     def _release_held(self, out: list[Emitted], ready_only: bool = False) -> None:
-        """Held dials go on, in the order they came: once the first one's consulting phone
-        joined the bridge (``ready_only``), or before any event that may depend on them
-        (nobody will join then)."""
-        if not self._held or (ready_only and self._waits_for_consulting(self._held[0][0])):
+        """Held dials go on: those that no longer wait, up to the first that still does
+        (``ready_only``: its consulting phone joined the bridge, or its first half was
+        dialed), or all of them before any event that may depend on them, or when they
+        are ``PENDING_WAIT_US`` old (nobody will join then). A dial into a Local pair goes
+        before the dials the pair makes."""
+        if not self._held:
             return
-        held, self._held = self._held, []
-        for msg, ts in held:
+        held = self._in_dial_order(self._held)
+        go = len(held)
+        if ready_only:  # those before the first that still waits
+            go = next((i for i, (msg, _) in enumerate(held) if self._waits_for_consulting(msg)), go)
+        self._held = held[go:]
+        for msg, ts in held[:go]:
             self._dial(msg, ts, out)
+
+    def _in_dial_order(self, held: list[tuple[Message, int]]) -> list[tuple[Message, int]]:
+        """The held dials, each DialBegin into a Local pair's first half before the
+        dials of that pair's second half (otherwise in the order they came)."""
+        into = {m.get("DestUniqueid"): i for i, (m, _) in enumerate(held)}
+        ordered: list[tuple[Message, int]] = []
+        placed: set[int] = set()
+
+        def place(i: int) -> None:
+            if i in placed:
+                return
+            placed.add(i)
+            caller = self.channels.get(held[i][0].get("Uniqueid") or "")
+            first = self._partner(caller) if caller is not None and caller.name.endswith(";2") else None
+            j = into.get(first.uid) if first is not None else None
+            if j is not None:
+                place(j)
+            ordered.append(held[i])
+
+        for i in range(len(held)):
+            place(i)
+        return ordered
 
     def _on_dialend(self, msg: Message, ts: int, out: list[Emitted]) -> None:
         answered = self._dial_end(msg, ts, out)
