@@ -105,6 +105,7 @@ class _Conn(asyncio.Protocol):
         self._max_body = 0
         # of the answer being read
         self._fed = 0  # bytes received before the end of its head
+        self._head_size = 0  # bytes of its headers
         self._start = b""  # its first bytes (to check the status line says HTTP/1.x)
         self._headers_done = False
         self._complete = False  # read to its end (or as far as it will be: HEAD, 1xx)
@@ -180,6 +181,11 @@ class _Conn(asyncio.Protocol):
             self._extra = True  # a second answer to one request
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._complete:
+            return
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > MAX_HEAD:  # (when the head came in whole at once)
+            raise ResponseError("the answer's headers are too long")
         name = name.lower()
         if name == b"retry-after":
             self._retry_after = value
@@ -187,6 +193,8 @@ class _Conn(asyncio.Protocol):
             self._framed = True
 
     def on_headers_complete(self) -> None:
+        if self._complete:
+            return  # of an answer after the answer: ignored (the connection is dropped)
         self._headers_done = True
         if not self._start.startswith(b"HTTP/1."):
             raise ResponseError(f"not an HTTP/1.x answer: {self._start!r}...")
@@ -201,6 +209,8 @@ class _Conn(asyncio.Protocol):
             self._keep = self._keep and status >= 200
 
     def on_body(self, body: bytes) -> None:
+        if self._complete:
+            return
         room = self._max_body - self._got
         if room > 0:
             self._body.append(body if len(body) <= room else body[:room])
@@ -223,7 +233,8 @@ class _Conn(asyncio.Protocol):
         self._method, self._max_body = method, max_body
         if self._renew:
             self._parser, self._renew = httptools.HttpResponseParser(self), False
-        self._fed, self._start, self._got, self._body, self._retry_after = 0, b"", 0, [], None
+        self._fed, self._head_size, self._start, self._got, self._body = 0, 0, b"", 0, []
+        self._retry_after = None
         self._headers_done = self._complete = self._extra = self._framed = False
         self.last_read = now = self._loop.time()
         self._read_timeout, self._deadline = read_timeout, deadline
