@@ -606,3 +606,35 @@ def test_any_bytes_as_an_answer_end_in_an_answer_or_a_named_error(
 
     first = True
     asyncio.run(run())
+
+
+def test_the_client_runs_on_uvloop() -> None:
+    """``ami-bridge run`` uses uvloop when installed: the client works on its loop (whose
+    transports are not asyncio.Transport subclasses), keep-alive and answers alike."""
+    uvloop = pytest.importorskip("uvloop", reason="uvloop is not installed (pip install -e '.[dev]')")
+    got: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                got.append(await reader.readuntil(b"\r\n\r\n") + await reader.readexactly(1))
+                writer.write(b"HTTP/1.1 503 Busy\r\nRetry-After: 2\r\nContent-Length: 4\r\n\r\nbusy")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def run() -> list[tuple[int, float | None, bytes]]:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+        try:
+            async with WebhookClient() as client:
+                answers = [await client.request("POST", url, {}, b"x") for _ in range(3)]
+        finally:
+            server.close()
+        return [(a.status, a.retry_after, a.body) for a in answers]
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(run()) == [(503, 2.0, b"busy")] * 3
+        assert type(runner.get_loop()).__module__.startswith("uvloop")
+    assert len(got) == 3
