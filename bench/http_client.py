@@ -90,11 +90,12 @@ async def amain(args: argparse.Namespace) -> None:
         results[f"bridge@{args.other_src}"] = []
     results.update({"aiohttp": [], "aiohttp+env": [], "floor": []})
     try:
-        for _ in range(args.runs):
+        for run in range(args.runs):
             clients: list[tuple[str, Any]] = [("bridge", WebhookClient())]
             if other is not None:
                 clients.append((f"bridge@{args.other_src}", other()))
             clients += [("aiohttp", AiohttpClient(trust_env=False)), ("aiohttp+env", AiohttpClient())]
+            clients = clients[run % len(clients) :] + clients[: run % len(clients)]  # no one always first
             for name, client in clients:
                 async with client:
 
