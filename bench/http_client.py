@@ -1,6 +1,6 @@
 """Benchmark: CPU per webhook request, the bridge's HTTP client vs aiohttp's, same receiver.
 
-    .venv/bin/python bench/http_client.py [--requests 4000] [--runs 3]
+    .venv/bin/python bench/http_client.py [--requests 4000] [--runs 3] [--other-src DIR] [--uvloop]
 
 The receiver (bench/receiver_proc.py) runs in its own process. Each contender sends the
 same form POST (a typical hangup event, ~400 bytes) REQUESTS times from 8 concurrent
@@ -13,13 +13,18 @@ requests/s. Contenders, interleaved in each run (medians of --runs):
   * aiohttp+env: the same with trust_env, as ``delivery.client: aiohttp`` runs it (proxy
     settings and ~/.netrc looked up for every request);
   * floor: a bare asyncio stream writing the request and reading the answer (what any
-    client must at least do).
+    client must at least do);
+  * with ``--other-src DIR``, bridge@DIR: the WebhookClient of another source tree's
+    bridge/delivery/http.py (a before/after comparison in the same run).
+``--uvloop`` runs it all on uvloop's event loop (as ``ami-bridge run`` does when uvloop
+is installed).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import resource
 import statistics
 import subprocess
@@ -27,6 +32,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -39,6 +45,15 @@ EVENT = {"EventType": "hangup", "CallID": "lab-1795730545.26", "SubCallID": "lab
          "CallerExtension": "000*101@pbx.example", "CallerExtensionID": 1101, "CallStatus": "ANSWER",
          "EventTime": 1795730545973772, "Duration": 5123456, "CallAPIID": "lab-1795730545.27"}  # fmt: skip
 SENDERS = 8
+
+
+def other_client(src: Path) -> type[WebhookClient]:
+    """WebhookClient of another tree's bridge/delivery/http.py (its imports from this tree)."""
+    spec = importlib.util.spec_from_file_location("other_http", src / "bridge" / "delivery" / "http.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.WebhookClient  # type: ignore[no-any-return]
 
 
 def cpu() -> float:
@@ -69,21 +84,24 @@ async def amain(args: argparse.Namespace) -> None:
     head = (f"POST /hook HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             + "".join(f"{k}: {v}\r\n" for k, v in req.headers.items())
             + f"Content-Length: {len(req.body)}\r\n\r\n").encode()  # fmt: skip
-    results: dict[str, list[tuple[float, float]]] = {
-        "bridge": [],
-        "aiohttp": [],
-        "aiohttp+env": [],
-        "floor": [],
-    }
+    other = other_client(args.other_src) if args.other_src else None
+    results: dict[str, list[tuple[float, float]]] = {"bridge": []}
+    if other is not None:
+        results[f"bridge@{args.other_src}"] = []
+    results.update({"aiohttp": [], "aiohttp+env": [], "floor": []})
     try:
-        for _ in range(args.runs):
-            clients = (("bridge", WebhookClient()), ("aiohttp", AiohttpClient(trust_env=False)),
-                       ("aiohttp+env", AiohttpClient()))  # fmt: skip
+        for run in range(args.runs):
+            clients: list[tuple[str, Any]] = [("bridge", WebhookClient())]
+            if other is not None:
+                clients.append((f"bridge@{args.other_src}", other()))
+            clients += [("aiohttp", AiohttpClient(trust_env=False)), ("aiohttp+env", AiohttpClient())]
+            clients = clients[run % len(clients) :] + clients[: run % len(clients)]  # no one always first
             for name, client in clients:
                 async with client:
 
-                    async def send(c: WebhookClient | AiohttpClient = client) -> None:
-                        assert await c.request("POST", url, req.headers, req.body) == 200
+                    async def send(c: Any = client) -> None:
+                        got = await c.request("POST", url, req.headers, req.body)
+                        assert getattr(got, "status", got) == 200  # (a status alone before Answer)
 
                     results[name].append(await timed(send, args.requests))
             streams = [await asyncio.open_connection("127.0.0.1", port) for _ in range(SENDERS)]
@@ -102,20 +120,31 @@ async def amain(args: argparse.Namespace) -> None:
                 writer.close()
     finally:
         proc.terminate()
-    print(f"\n{args.requests} POSTs, {SENDERS} senders, median of {args.runs} runs")
-    print(f"{'':10} {'CPU us/request':>15} {'requests/s':>11} {'x floor CPU':>12}")
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    print(f"\n{args.requests} POSTs, {SENDERS} senders, median of {args.runs} runs, {loop} event loop")
+    width = max(len(name) for name in results)
+    print(f"{'':{width}} {'CPU us/request':>15} {'requests/s':>11} {'x floor CPU':>12}")
     floor = statistics.median(c for c, _ in results["floor"])
     for name, rows in results.items():
         c = statistics.median(r[0] for r in rows)
         rps = statistics.median(r[1] for r in rows)
-        print(f"{name:10} {c:15.1f} {rps:11,.0f} {c / floor:12.2f}")
+        print(f"{name:{width}} {c:15.1f} {rps:11,.0f} {c / floor:12.2f}")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--requests", type=int, default=4000)
     p.add_argument("--runs", type=int, default=3)
-    asyncio.run(amain(p.parse_args()))
+    p.add_argument("--other-src", type=Path, default=None, help="also time this source tree's client")
+    p.add_argument("--uvloop", action="store_true", help="run on uvloop's event loop")
+    args = p.parse_args()
+    factory = None
+    if args.uvloop:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(amain(args))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -107,7 +107,22 @@ def _setup_logging(fmt: str, level: str) -> None:
     root.setLevel(level.upper())
 
 
+def _loop_factory() -> tuple[str, Callable[[], asyncio.AbstractEventLoop] | None]:
+    """The event loop ``run`` uses: uvloop's when installed (``pip install
+    'ami-bridge[fast]'``), unless ``AMI_BRIDGE_LOOP=asyncio`` asks for asyncio's own."""
+    if os.environ.get("AMI_BRIDGE_LOOP", "").strip().lower() != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return "uvloop", uvloop.new_event_loop
+    return "asyncio", None
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    import logging
+
     from bridge.daemon import Daemon
     from bridge.store import StoreError
 
@@ -115,8 +130,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     _setup_logging(args.log_format, args.log_level)
+    loop_name, loop_factory = _loop_factory()
+    logging.getLogger("bridge.cli").info("event loop: %s", loop_name)
     try:
-        asyncio.run(Daemon(config, config_path=args.config).run())
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(Daemon(config, config_path=args.config).run())
     except StoreError as err:
         print(f"ami-bridge run: {err}", file=sys.stderr)
         return 1

@@ -275,13 +275,13 @@ class Dispatcher:
         """One HTTP request: (status, None) or (None, what went wrong)."""
         config = self.config
         try:
-            status = await self.client.request(
+            answer = await self.client.request(
                 req.method, req.url, req.headers, req.body,
                 connect_timeout=config.connect_timeout, read_timeout=config.read_timeout,
                 max_body=65536,  # read a little, never a huge body
                 total_timeout=config.total_timeout,
             )  # fmt: skip
-            return status, None
+            return answer.status, None
         except SsrfBlocked as err:
             return None, str(err)
         except (HttpError, OSError, TimeoutError, ValueError) as err:

@@ -5,6 +5,8 @@ Why not aiohttp's client, which the bridge used before: on this project's bench
 500 calls/s the bridge sends ~3,000 webhooks/s from one core. Each connection is an
 asyncio protocol that frames the answer as its bytes arrive and resolves one future per
 request (no stream reader in between), with one timer per request for the read timeout.
+Answers are parsed by llhttp (Node.js's parser, fuzzed, through the ``httptools``
+binding), never by hand.
 
 A webhook needs little of what a general client does: no redirects (a 3xx is an
 answer, never followed), no cookies, no proxies, no compression, no streaming uploads.
@@ -19,6 +21,8 @@ What it does:
   addresses that passed the guard are ever connected to;
 * answers with ``Content-Length``, ``chunked`` or ended by close; at most ``max_body``
   bytes of a body are read (a connection whose body was not read whole is closed);
+* the answer is returned as an :class:`~bridge.delivery.answer.Answer`: status,
+  ``Retry-After`` in seconds, and the body's first ``max_body`` bytes;
 * a timeout to connect, and a timeout between reads (the caller bounds the whole).
 
 Errors are raised as :class:`ClientConnectorError` (cannot connect),
@@ -34,10 +38,14 @@ import base64
 import math
 import socket
 import ssl
+import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import quote, unquote, urlsplit
 
+import httptools
+
+from bridge.delivery.answer import Answer, retry_after_seconds
 from bridge.delivery.guard import SsrfBlocked, is_ip
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -69,15 +77,16 @@ class Resolver(Protocol):
     ) -> Sequence[Mapping[str, Any]]: ...
 
 
-#: the longest answer head read (asyncio streams' own limit)
+#: the longest answer head read (asyncio streams' own limit; llhttp sets none)
 MAX_HEAD = 65536
 
 
 class _Conn(asyncio.Protocol):
     """One connection: sends a request and parses its answer as the bytes arrive.
 
-    An asyncio protocol rather than a stream reader: the answer is framed in
-    :meth:`data_received` and one future per request is resolved with ``(status,
+    An asyncio protocol rather than a stream reader: the answer is fed to llhttp (through
+    httptools) in :meth:`data_received`, whose callbacks note the status, ``Retry-After``
+    and the body's start, and one future per request is resolved with ``(answer,
     reusable)``, without a reader's buffer copies and waits per header and body.
     """
 
@@ -87,13 +96,26 @@ class _Conn(asyncio.Protocol):
         #: loop time of the last bytes received (the read timeout runs from it)
         self.last_read = 0.0
         self._loop = asyncio.get_running_loop()
-        self._buf = b""
-        self._waiter: asyncio.Future[tuple[int, bool]] | None = None
+        #: one parser per connection (llhttp resets itself between answers), replaced
+        #: after an answer whose end it could not know (HEAD, 1xx)
+        self._parser = httptools.HttpResponseParser(self)
+        self._renew = False
+        self._waiter: asyncio.Future[tuple[Answer, bool]] | None = None
         self._method = ""
         self._max_body = 0
-        #: of the answer being read, once its head is in: status, keep-alive, length, chunked
-        self._head: tuple[int, bool, int | None, bool] | None = None
-        self._got = 0  # chunked: body bytes so far
+        # of the answer being read
+        self._fed = 0  # bytes received before the end of its head
+        self._head_size = 0  # bytes of its headers
+        self._start = b""  # its first bytes (to check the status line says HTTP/1.x)
+        self._headers_done = False
+        self._complete = False  # read to its end (or as far as it will be: HEAD, 1xx)
+        self._extra = False  # bytes came after it: the connection is out of step
+        self._keep = False
+        self._status = 0
+        self._framed = False  # has a Content-Length or is chunked (else: ended by close)
+        self._retry_after: bytes | None = None
+        self._body: list[bytes] = []
+        self._got = 0  # body bytes received (kept: at most max_body)
         self._read_timeout = 0.0
         #: loop time by which the answer must be complete (inf: no limit)
         self._deadline = math.inf
@@ -104,26 +126,37 @@ class _Conn(asyncio.Protocol):
     # ---- asyncio.Protocol ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # a TCP transport (uvloop's is one without being an asyncio.Transport subclass)
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self._waiter is None:  # bytes nobody asked for: the connection is not reusable
             self.abort()
             return
-        self._buf = self._buf + data if self._buf else data
         self.last_read = self._loop.time()
+        if not self._headers_done and len(self._start) < 8:
+            self._start = (self._start + data)[:8]
         try:
-            done = self._parse()
-        except ResponseError as err:
-            self._fail(err)
-            self.abort()
-            return
-        if done is not None:
-            status, keep = done
-            if self._buf:  # more than the answer: never reuse what is out of step
-                keep = False
-            self._resolve(status, keep)
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._extra = True  # an upgrade (101): whatever follows is not HTTP/1.1 any more
+        except httptools.HttpParserError as err:
+            if not self._complete:
+                cause = err.__context__  # raised by a callback below
+                self._fail(cause if isinstance(cause, ResponseError) else ResponseError(
+                    f"not a valid HTTP/1.x answer ({err}): {self._start!r}..."))  # fmt: skip
+                self.abort()
+                return
+            self._extra = True  # garbage after a complete answer: never reuse the connection
+        if self._complete:
+            self._resolve(self._keep and not self._extra)
+        elif not self._headers_done:
+            self._fed += len(data)
+            if self._fed > MAX_HEAD:
+                self._fail(ResponseError("the answer's headers are too long"))
+                self.abort()
+        elif self._got >= self._max_body:
+            self._resolve(False)  # read enough of a long body: the rest is never read
 
     def eof_received(self) -> bool:
         return False  # close our side too
@@ -132,27 +165,77 @@ class _Conn(asyncio.Protocol):
         self.closed = True
         if self._waiter is None or self._waiter.done():
             return
-        head = self._head
-        if head is not None and head[2] is None and not head[3]:
-            self._resolve(head[0], False)  # a body ended by close: this is its end
+        if self._headers_done and not self._framed:
+            self._resolve(False)  # a body ended by close: this is its end
         elif exc is not None:
             self._fail(ServerDisconnectedError(f"the connection broke: {exc}"))
-        elif head is None:
+        elif not self._headers_done:
             self._fail(ServerDisconnectedError("the receiver closed the connection without an answer"))
         else:
             self._fail(ServerDisconnectedError("the receiver closed the connection mid-answer"))
 
+    # ---- httptools' callbacks (called from feed_data) ----------------------------------
+
+    def on_message_begin(self) -> None:
+        if self._complete:
+            self._extra = True  # a second answer to one request
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._complete:
+            return
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > MAX_HEAD:  # (when the head came in whole at once)
+            raise ResponseError("the answer's headers are too long")
+        name = name.lower()
+        if name == b"retry-after":
+            self._retry_after = value
+        elif name == b"content-length" or (name == b"transfer-encoding" and b"chunked" in value.lower()):
+            self._framed = True
+
+    def on_headers_complete(self) -> None:
+        if self._complete:
+            return  # of an answer after the answer: ignored (the connection is dropped)
+        self._headers_done = True
+        if not self._start.startswith(b"HTTP/1."):
+            raise ResponseError(f"not an HTTP/1.x answer: {self._start!r}...")
+        parser = self._parser
+        self._keep = parser.should_keep_alive()
+        self._status = status = parser.get_status_code()
+        if self._method == "HEAD" or status < 200:
+            # no body follows (llhttp cannot be told it answers a HEAD) or a final answer
+            # is still to come (1xx): the answer is this, and the next one on this
+            # connection goes to a new parser
+            self._complete = self._framed = self._renew = True
+            self._keep = self._keep and status >= 200
+
+    def on_body(self, body: bytes) -> None:
+        if self._complete:
+            return
+        room = self._max_body - self._got
+        if room > 0:
+            self._body.append(body if len(body) <= room else body[:room])
+        self._got += len(body)
+
+    def on_message_complete(self) -> None:
+        if not self._complete:
+            self._complete = True
+            self._framed = True
+
     # ---- requests --------------------------------------------------------------------
 
     def send(self, data: bytes, method: str, max_body: int, read_timeout: float,
-             deadline: float = math.inf) -> asyncio.Future[tuple[int, bool]]:  # fmt: skip
-        """Write a request; the future gets ``(status, reusable)`` once its answer is in,
+             deadline: float = math.inf) -> asyncio.Future[tuple[Answer, bool]]:  # fmt: skip
+        """Write a request; the future gets ``(answer, reusable)`` once its answer is in,
         or TimeoutError when nothing arrived for ``read_timeout`` seconds or the answer
         is not complete at ``deadline`` (loop time)."""
         assert self.transport is not None and self._waiter is None
         self._waiter = waiter = self._loop.create_future()
         self._method, self._max_body = method, max_body
-        self._head, self._got, self._buf = None, 0, b""
+        if self._renew:
+            self._parser, self._renew = httptools.HttpResponseParser(self), False
+        self._fed, self._head_size, self._start, self._got, self._body = 0, 0, b"", 0, []
+        self._retry_after = None
+        self._headers_done = self._complete = self._extra = self._framed = False
         self.last_read = now = self._loop.time()
         self._read_timeout, self._deadline = read_timeout, deadline
         due = min(now + read_timeout, deadline)
@@ -197,109 +280,27 @@ class _Conn(asyncio.Protocol):
         self._fail(error)
         self.abort()
 
-    def _done(self) -> asyncio.Future[tuple[int, bool]] | None:
+    def _done(self) -> asyncio.Future[tuple[Answer, bool]] | None:
         """The request's future (None if none), no longer waited for here."""
         waiter, self._waiter = self._waiter, None
         return waiter if waiter is not None and not waiter.done() else None
 
-    def _resolve(self, status: int, keep: bool) -> None:
+    def _resolve(self, keep: bool) -> None:
         waiter = self._done()
         if waiter is not None:
-            waiter.set_result((status, keep))
+            body, self._body = self._body, []
+            after = self._retry_after
+            answer = Answer(
+                self._status,
+                None if after is None else retry_after_seconds(after.decode("latin-1"), time.time()),
+                body[0] if len(body) == 1 else b"".join(body),
+            )
+            waiter.set_result((answer, keep))
 
     def _fail(self, error: BaseException) -> None:
         waiter = self._done()
         if waiter is not None:
             waiter.set_exception(error)
-
-    def _parse(self) -> tuple[int, bool] | None:
-        """The answer's ``(status, reusable)`` once complete (consumed from the buffer)."""
-        if self._head is None:
-            end = self._buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._buf) > MAX_HEAD:
-                    raise ResponseError("the answer's headers are too long")
-                return None
-            head, self._buf = self._buf[:end], self._buf[end + 4 :]
-            self._head = _parse_head(head)
-            status, keep, _, _ = self._head
-            if self._method == "HEAD" or status in (204, 304) or 100 <= status < 200:
-                return status, keep and status >= 200
-        status, keep, length, chunked = self._head
-        buf, max_body = self._buf, self._max_body
-        if chunked:
-            return self._chunks(status, keep)
-        if length is not None:
-            if length > max_body:
-                if len(buf) < max_body:
-                    return None
-                self._buf = b""
-                return status, False
-            if len(buf) < length:
-                return None
-            self._buf = buf[length:]
-            return status, keep
-        if len(buf) >= max_body:  # ended by close: read enough of it, never reusable
-            self._buf = b""
-            return status, False
-        return None
-
-    def _chunks(self, status: int, keep: bool) -> tuple[int, bool] | None:
-        """A chunked body, consumed chunk by chunk up to ``max_body`` bytes."""
-        buf = self._buf
-        while True:
-            eol = buf.find(b"\r\n")
-            if eol < 0:
-                self._buf = buf
-                return None
-            try:
-                size = int(buf[:eol].split(b";", 1)[0].strip(), 16)
-            except ValueError as err:
-                raise ResponseError(f"bad chunk size: {buf[:eol][:30]!r}") from err
-            if size == 0:  # then trailers, up to an empty line
-                if buf.startswith(b"\r\n", eol + 2):
-                    self._buf = buf[eol + 4 :]
-                    return status, keep
-                end = buf.find(b"\r\n\r\n", eol + 2)
-                if end < 0:
-                    self._buf = buf
-                    return None
-                self._buf = buf[end + 4 :]
-                return status, keep
-            if self._got + size > self._max_body:
-                self._buf = b""
-                return status, False
-            if len(buf) < eol + 2 + size + 2:
-                self._buf = buf
-                return None
-            buf = buf[eol + 2 + size + 2 :]
-            self._got += size
-
-
-def _parse_head(head: bytes) -> tuple[int, bool, int | None, bool]:
-    """An answer's status line and headers: (status, keep-alive, Content-Length, chunked)."""
-    lines = head.split(b"\r\n")
-    version, _, rest = lines[0].partition(b" ")
-    code = rest[:3]
-    if not version.startswith(b"HTTP/1.") or not code.isdigit():
-        raise ResponseError(f"not an HTTP/1.x answer: {lines[0][:60]!r}")
-    keep = version == b"HTTP/1.1"
-    length: int | None = None
-    chunked = False
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        name = name.strip().lower()
-        if name == b"content-length":
-            try:
-                length = int(value.strip())
-            except ValueError as err:
-                raise ResponseError(f"bad Content-Length: {value.strip()[:30]!r}") from err
-        elif name == b"transfer-encoding":
-            chunked = b"chunked" in value.lower()
-        elif name == b"connection":
-            token = value.strip().lower()
-            keep = token != b"close" and (keep or token == b"keep-alive")
-    return int(code), keep, length, chunked
 
 
 class WebhookClient:
@@ -360,10 +361,11 @@ class WebhookClient:
 
     async def request(self, method: str, url: str, headers: dict[str, str], body: bytes = b"", *,
                       connect_timeout: float = 10.0, read_timeout: float = 10.0,
-                      max_body: int = 65536, total_timeout: float | None = None) -> int:  # fmt: skip
-        """Send one request and return the answer's status (reading at most ``max_body``
-        bytes of its body); TimeoutError past ``total_timeout`` seconds in all (name
-        resolution, connection, request and answer), if given."""
+                      max_body: int = 65536, total_timeout: float | None = None) -> Answer:  # fmt: skip
+        """Send one request and return its answer (status, ``Retry-After``, and at most
+        ``max_body`` bytes of its body, all that is read of it); TimeoutError past
+        ``total_timeout`` seconds in all (name resolution, connection, request and
+        answer), if given."""
         loop = asyncio.get_running_loop()
         deadline = math.inf if total_timeout is None else loop.time() + total_timeout
         scheme, host, port, first_lines = self._split(url)
@@ -391,7 +393,7 @@ class WebhookClient:
                 async with asyncio.timeout_at(None if deadline == math.inf else deadline):
                     conn = await self._connect(scheme, host, port, connect_timeout)
             try:
-                status, keep = await conn.send(data, method, max_body, read_timeout, deadline)
+                answer, keep = await conn.send(data, method, max_body, read_timeout, deadline)
             except ServerDisconnectedError:
                 conn.abort()
                 if reused and attempt == 1:
@@ -404,7 +406,7 @@ class WebhookClient:
                 self._give_back(key, conn)
             else:
                 conn.close()
-            return status
+            return answer
         raise AssertionError("unreachable")
 
     def _take(self, key: tuple[str, str, int]) -> _Conn | None:
@@ -475,7 +477,7 @@ class AiohttpClient:
 
     async def request(self, method: str, url: str, headers: dict[str, str], body: bytes = b"", *,
                       connect_timeout: float = 10.0, read_timeout: float = 10.0,
-                      max_body: int = 65536, total_timeout: float | None = None) -> int:  # fmt: skip
+                      max_body: int = 65536, total_timeout: float | None = None) -> Answer:  # fmt: skip
         aiohttp = self._aiohttp
         timeout = aiohttp.ClientTimeout(
             total=total_timeout, sock_connect=connect_timeout, sock_read=read_timeout
@@ -483,8 +485,16 @@ class AiohttpClient:
         try:
             async with self._session.request(method, url, data=body or None, headers=headers,
                                              timeout=timeout, allow_redirects=False) as resp:  # fmt: skip
-                await resp.content.read(max_body)
-                return int(resp.status)
+                parts: list[bytes] = []
+                got = 0
+                while got < max_body:  # one read may give less than is on its way
+                    part = await resp.content.read(max_body - got)
+                    if not part:
+                        break
+                    parts.append(part)
+                    got += len(part)
+                after = resp.headers.get("Retry-After")
+                return Answer(int(resp.status), retry_after_seconds(after, time.time()), b"".join(parts))
         except aiohttp.ClientConnectorError as err:
             cause: BaseException | None = err
             while cause is not None:  # the SSRF guard's refusal, if that is what it was
