@@ -469,6 +469,9 @@ class DeliveryConfig(_Strict):
     secret: str | None = Field(default=None, repr=False)
     #: a file holding the signing secret (instead of ``secret``)
     secret_file: str | None = None
+    #: seconds a replaced signing secret (global, or a subscription's) still signs, next
+    #: to the new one, so that receivers can switch (a rotation)
+    secret_rotation_overlap: Annotated[float, Field(ge=0)] = 86400.0
     #: networks webhooks may reach although private/loopback/link-local (SSRF guard)
     allow_networks: list[str] = []
     #: "builtin": the bridge's own HTTP/1.1 client (fast); "aiohttp": aiohttp's client
@@ -489,6 +492,20 @@ class DeliveryConfig(_Strict):
                 ipaddress.ip_network(net, strict=False)
             except ValueError as err:
                 raise ValueError(f"allow_networks[{i}]: {err}") from err
+        return self
+
+    @model_validator(mode="after")
+    def _whsec_ok(self) -> DeliveryConfig:
+        from bridge.delivery.request import whsec_problem
+
+        problem = whsec_problem(self.secret or "")
+        if problem:
+            key = "secret_file" if self.secret_file else "secret"
+            raise ValueError(
+                f"{key}: {problem}: give a Standard Webhooks secret 'whsec_<base64 of 24 to 64 "
+                "random bytes>' (python3 -c \"import base64,os; print('whsec_' + "
+                "base64.b64encode(os.urandom(32)).decode())\"), or a plain secret without 'whsec_'"
+            )
         return self
 
 

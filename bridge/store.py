@@ -17,6 +17,7 @@ them back; :meth:`Store.mark_many` records many delivery outcomes in one transac
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import secrets
@@ -42,7 +43,8 @@ log = logging.getLogger(__name__)
 #: 4 (retention): ``deliveries_by_event`` and ``records_by_call``, so that pruning a call
 #: or an event finds its rows (and SQLite's foreign-key check on deleting an event) by
 #: index; a version-3 store gets them on opening (the CREATE INDEX IF NOT EXISTS below)
-SCHEMA_VERSION = 4
+#: 5 (issue 18): per-subscription signing secrets, rate limit and ordering (_SUBSCRIPTIONS_5)
+SCHEMA_VERSION = 5
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS subscriptions (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -110,6 +112,18 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries (event_id);
 CREATE INDEX IF NOT EXISTS records_by_call ON records (call_id);
 """
+#: version 5 (issue 18): the subscriptions' own signing secrets (``secret``; the one it
+#: replaced, ``previous_secret``, still signs until ``previous_until``, unix seconds), rate
+#: limit (requests/s, NULL: none) and ordering ("strict": one request at a time, in order;
+#: "parallel": up to ``max_in_flight``). Added to a store of any earlier version on opening.
+_SUBSCRIPTIONS_5 = (
+    ("secret", "TEXT"),
+    ("previous_secret", "TEXT"),
+    ("previous_until", "REAL NOT NULL DEFAULT 0"),
+    ("rate_limit", "REAL"),
+    ("ordering", "TEXT NOT NULL DEFAULT 'strict'"),
+    ("max_in_flight", "INTEGER NOT NULL DEFAULT 1"),
+)
 #: a version-2 store's events, indexed for the call history (what enqueue_many writes)
 _UPGRADE_3 = """
 UPDATE events SET call_id = json_extract(payload, '$.CallID'),
@@ -149,10 +163,34 @@ class Subscription:
     url: str
     method: str
     enabled: bool = True
+    #: the subscription's own signing secret (None: the global ``delivery.secret``)
+    secret: str | None = dataclasses.field(default=None, repr=False)
+    #: the secret it replaced, still signing (with it) until ``previous_until``
+    previous_secret: str | None = dataclasses.field(default=None, repr=False)
+    previous_until: float = 0.0
+    #: requests per second at most (None: no limit)
+    rate_limit: float | None = None
+    #: "strict": one request at a time, in order; "parallel": up to ``max_in_flight``
+    ordering: str = "strict"
+    max_in_flight: int = 1
 
     def public(self) -> dict[str, object]:
-        """The Telphin representation: ``{url, method, event_type, id}``."""
-        return {"url": self.url, "method": self.method, "event_type": self.event_type, "id": self.id}
+        """The Telphin representation ``{url, method, event_type, id}``, with the bridge's
+        delivery options when set (so a Telphin client sees Telphin's shape); never a secret."""
+        public: dict[str, object] = {"url": self.url, "method": self.method, "event_type": self.event_type,
+                                     "id": self.id}  # fmt: skip
+        if self.rate_limit is not None:
+            public["rate_limit"] = self.rate_limit
+        if self.ordering != "strict":
+            public["ordering"], public["max_in_flight"] = self.ordering, self.max_in_flight
+        return public
+
+    def secrets(self, now: float) -> list[str]:
+        """Its own secrets valid at ``now`` (two while a rotation overlaps), newest first."""
+        keys = [self.secret] if self.secret else []
+        if self.previous_secret and now < self.previous_until:
+            keys.append(self.previous_secret)
+        return keys
 
 
 class Store:
@@ -199,6 +237,11 @@ class Store:
             if columns and before < 3:
                 for statement in _statements(_UPGRADE_3):
                     self.db.execute(statement)
+            # version 5 (issue 18): the subscriptions' secrets, rate limit and ordering
+            have = {r[1] for r in self.db.execute("PRAGMA table_info(subscriptions)")}
+            for name, declaration in _SUBSCRIPTIONS_5:
+                if name not in have:
+                    self.db.execute(f"ALTER TABLE subscriptions ADD COLUMN {name} {declaration}")
             self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -279,10 +322,11 @@ class Store:
             db.close()
 
     @staticmethod
-    def _sub(row: tuple[int, int, str, str, str, int]) -> Subscription:
-        return Subscription(row[0], row[1], row[2], row[3], row[4], bool(row[5]))
+    def _sub(row: tuple[Any, ...]) -> Subscription:
+        return Subscription(row[0], row[1], row[2], row[3], row[4], bool(row[5]), *row[6:])
 
-    _COLS = "id, extension_id, event_type, url, method, enabled"
+    _COLS = ("id, extension_id, event_type, url, method, enabled, "
+             "secret, previous_secret, previous_until, rate_limit, ordering, max_in_flight")  # fmt: skip
 
     def data_version(self) -> int:
         """Changes whenever another connection (another process) commits to the file."""
@@ -310,17 +354,48 @@ class Store:
             self._last_ids.clear()
             self._forget()
 
-    def add_subscription(self, extension_id: int, event_type: str, url: str, method: str) -> Subscription:
+    def add_subscription(self, extension_id: int, event_type: str, url: str, method: str,
+                         **options: Any) -> Subscription:  # fmt: skip
+        """A new subscription; ``options``: its other fields (secret, rate_limit, ordering,
+        max_in_flight), defaults when absent."""
+        sub = Subscription(0, extension_id, event_type, url, method, **options)
         try:
             cur = self.db.execute(
-                "INSERT INTO subscriptions (extension_id, event_type, url, method) VALUES (?, ?, ?, ?)",
-                (extension_id, event_type, url, method),
+                "INSERT INTO subscriptions (extension_id, event_type, url, method, secret, previous_secret,"
+                " previous_until, rate_limit, ordering, max_in_flight) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (extension_id, event_type, url, method, *self._options(sub)),
             )
         except sqlite3.Error as err:
             raise StoreError(f"cannot save the subscription in {self.path}: {err}") from err
         self._forget()
         assert cur.lastrowid is not None
-        return Subscription(cur.lastrowid, extension_id, event_type, url, method)
+        return dataclasses.replace(sub, id=cur.lastrowid)
+
+    @staticmethod
+    def _options(sub: Subscription) -> tuple[Any, ...]:
+        return (sub.secret, sub.previous_secret, sub.previous_until, sub.rate_limit, sub.ordering,
+                sub.max_in_flight)  # fmt: skip
+
+    def global_previous(self, secret: str | None, now: float, overlap: float) -> tuple[str | None, float]:
+        """The global signing secret that ``secret`` replaced and until when (unix seconds)
+        it still signs: ``overlap`` seconds after the change was first seen here (at a start
+        or a reload); (None, 0) when there is none. The secrets are kept in ``meta``."""
+        try:
+            with self._write():
+                row = self.db.execute("SELECT value FROM meta WHERE key = 'global_secrets'").fetchone()
+                state: dict[str, Any] = (json.loads(bytes(row[0])) if row
+                                         else {"secret": None, "previous": None, "until": 0})  # fmt: skip
+                if state["secret"] != (secret or None):
+                    if state["secret"]:
+                        state["previous"], state["until"] = state["secret"], now + overlap
+                    state["secret"] = secret or None
+                    self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('global_secrets', ?)",
+                                    (json.dumps(state).encode(),))  # fmt: skip
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot save the signing secrets in {self.path}: {err}") from err
+        if not state["previous"] or state["previous"] == secret:
+            return None, 0.0
+        return str(state["previous"]), float(state["until"])
 
     def add_token(self, digest: bytes, client_id: str, expires_at: float, now: float) -> None:
         """Keep an issued token (its digest) until ``expires_at``; forget expired ones."""
@@ -424,9 +499,10 @@ class Store:
     def update_subscription(self, sub: Subscription) -> None:
         self.db.execute(
             "UPDATE subscriptions SET event_type = ?, url = ?, method = ?, "
-            "enabled = 1, disabled_reason = NULL "
+            "enabled = 1, disabled_reason = NULL, secret = ?, previous_secret = ?, previous_until = ?, "
+            "rate_limit = ?, ordering = ?, max_in_flight = ? "
             "WHERE id = ? AND extension_id = ?",
-            (sub.event_type, sub.url, sub.method, sub.id, sub.extension_id),
+            (sub.event_type, sub.url, sub.method, *self._options(sub), sub.id, sub.extension_id),
         )
         self._forget()
 

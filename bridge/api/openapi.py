@@ -46,6 +46,35 @@ ONE = {
 CREATED = {"201": {**ONE["200"], "description": "The subscription, created"}}
 CALLBACK_ANSWER = "#/components/schemas/CallbackAnswer"
 GONE = {"204": {"description": "Done; no body (Telphin's answer to a DELETE)"}}
+#: the bridge's own optional subscription fields (besides secret)
+OPTIONS: dict[str, Any] = {
+    "ordering": {
+        "type": "string",
+        "enum": ["strict", "parallel"],
+        "description": "The bridge's own. strict (default): one request at a time, oldest first (a slow "
+        "or failing receiver delays everything after: head-of-line blocking); parallel: up to "
+        "max_in_flight at once, in any order. Left out of a PUT: kept",
+    },
+    "max_in_flight": {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 100,
+        "description": "The bridge's own: requests in flight at once with ordering parallel (default 10); "
+        "only 1 with strict",
+    },
+    "rate_limit": {
+        "type": ["number", "null"],
+        "exclusiveMinimum": 0,
+        "maximum": 1000000,
+        "description": "The bridge's own: requests per second at most (they wait, never fail); null: none",
+    },
+}
+SECRET = {
+    "200": {
+        "description": "The secret",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Secret"}}},
+    }
+}
 BAD = {
     "400": _err("Invalid field (named in `field`) or malformed JSON"),
     "413": _err("Body too large"),
@@ -83,6 +112,15 @@ def openapi() -> dict[str, Any]:
                             "enum": list(METHODS),
                             "description": "GET: fields in the query string; POST: form body",
                         },
+                        **OPTIONS,
+                        "secret": {
+                            "type": ["string", "null"],
+                            "description": "The bridge's own: 'generate' (a new whsec_ secret, answered "
+                            "once), a Standard Webhooks secret 'whsec_<base64 of 24-64 bytes>', or null "
+                            "(sign with delivery.secret). A different secret replaces the current one, "
+                            "which keeps signing for delivery.secret_rotation_overlap seconds. Left out of a "
+                            "PUT: kept",
+                        },
                     },
                 },
                 "Event": {
@@ -93,6 +131,25 @@ def openapi() -> dict[str, Any]:
                         "event_type": {"type": "string", "enum": list(EVENT_TYPES)},
                         "method": {"type": "string", "enum": list(METHODS)},
                         "id": {"type": "integer"},
+                        **OPTIONS,
+                        "secret": {
+                            "type": "string",
+                            "description": "Only in the answer to the POST or PUT that set or generated it",
+                        },
+                    },
+                },
+                "Secret": {
+                    "type": "object",
+                    "required": ["secret", "previous_valid_until"],
+                    "properties": {
+                        "secret": {
+                            "type": ["string", "null"],
+                            "description": "null: signed with delivery.secret",
+                        },
+                        "previous_valid_until": {
+                            "type": ["number", "null"],
+                            "description": "Unix seconds until which the replaced secret still signs",
+                        },
                     },
                 },
                 "Error": {
@@ -165,6 +222,38 @@ def openapi() -> dict[str, Any]:
                     "responses": {**ONE, **BAD, **COMMON},
                 },
                 "delete": {"summary": "Remove one subscription", "responses": {**GONE, **COMMON}},
+            },
+            "/extension/{extension_id}/event/{id}/secret": {
+                "parameters": [EXT, SUB_ID],
+                "get": {
+                    "summary": "The subscription's own signing secret (the bridge's own)",
+                    "responses": {**SECRET, **COMMON},
+                },
+            },
+            "/extension/{extension_id}/event/{id}/secret/rotate": {
+                "parameters": [EXT, SUB_ID],
+                "post": {
+                    "summary": "Replace the subscription's signing secret; the old one keeps signing for "
+                    "delivery.secret_rotation_overlap seconds (the bridge's own)",
+                    "requestBody": {
+                        "required": False,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "secret": {
+                                            "type": "string",
+                                            "description": "'generate' (the default) or 'whsec_<base64>'",
+                                        }
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {"201": {**SECRET["200"], "description": "The new secret"}, **BAD, **COMMON},
+                },
             },
             "/limit/": {
                 "get": {

@@ -3,6 +3,8 @@ limits (``/limit/``) and the operator's view of failed deliveries (``/deliveries
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,11 +20,17 @@ from bridge.api.common import (
     json_body,
     route,
 )
+from bridge.delivery.request import new_whsec, whsec_problem
 from bridge.store import DELIVERY_STATES, Subscription
 
 EVENT_TYPES = ("dial-in", "dial-out", "answer", "hangup", "voicemail", "message-in", "message-out")
 METHODS = ("GET", "POST")
 MAX_URL = 2048
+#: the bridge's own optional fields of a subscription (Telphin's are url, event_type, method)
+OPTIONS = ("secret", "rate_limit", "ordering", "max_in_flight")
+ORDERINGS = ("strict", "parallel")
+#: requests in flight of a parallel subscription without max_in_flight, and the most allowed
+PARALLEL_DEFAULT, PARALLEL_MAX = 10, 100
 
 
 def _sub_id(request: web.Request) -> int:
@@ -34,7 +42,7 @@ def _sub_id(request: web.Request) -> int:
 
 def validate_subscription(data: dict[str, Any]) -> tuple[str, str, str]:
     """(url, event_type, method) from a request body, or ApiError naming the field."""
-    unknown = sorted(set(data) - {"url", "event_type", "method"})
+    unknown = sorted(set(data) - {"url", "event_type", "method", *OPTIONS})
     if unknown:
         raise ApiError(400, "invalid_request", f"unknown field {unknown[0]!r}", unknown[0])
     for name in ("url", "event_type", "method"):
@@ -61,6 +69,64 @@ def validate_subscription(data: dict[str, Any]) -> tuple[str, str, str]:
     return url, event_type, method
 
 
+def validate_options(data: dict[str, Any], sub: Subscription, now: float, overlap: float) -> Subscription:
+    """``sub`` with the bridge's optional fields the body gives (those it leaves out keep
+    their values), or ApiError naming the field. A new ``secret`` replaces the one ``sub``
+    has, which keeps signing for ``overlap`` seconds (a rotation)."""
+    changes: dict[str, Any] = {}
+    if "secret" in data:
+        secret = data["secret"]
+        if secret == "generate":
+            secret = new_whsec()
+        elif secret is not None and (not isinstance(secret, str) or not secret.startswith("whsec_")):
+            raise ApiError(400, "invalid_request", 'secret must be "generate", a Standard Webhooks '
+                           'secret "whsec_<base64>" or null (sign with the bridge\'s delivery.secret)',
+                           "secret")  # fmt: skip
+        elif secret is not None and (problem := whsec_problem(secret)):
+            raise ApiError(400, "invalid_request", f"secret: {problem}", "secret")
+        if secret is None:
+            changes.update(secret=None, previous_secret=None, previous_until=0.0)
+        elif secret != sub.secret:
+            changes["secret"] = secret
+            if sub.secret is not None:
+                changes.update(previous_secret=sub.secret, previous_until=now + overlap)
+    if "rate_limit" in data:
+        rate = data["rate_limit"]
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float) or not rate > 0
+                                 or rate > 1e6):  # fmt: skip
+            raise ApiError(400, "invalid_request",
+                           "rate_limit must be a number of requests per second above 0 (at most 1000000), "
+                           "or null for no limit", "rate_limit")  # fmt: skip
+        changes["rate_limit"] = None if rate is None else float(rate)
+    ordering = data.get("ordering", sub.ordering)
+    if ordering not in ORDERINGS:
+        raise ApiError(400, "invalid_request", 'ordering must be "strict" (one request at a time, in '
+                       'order) or "parallel" (up to max_in_flight at once, in any order)',
+                       "ordering")  # fmt: skip
+    changes["ordering"] = ordering
+    if ordering == "strict":
+        if data.get("max_in_flight", 1) != 1:
+            raise ApiError(400, "invalid_request", "max_in_flight needs \"ordering\": \"parallel\" (strict "
+                           "order sends one request at a time)", "max_in_flight")  # fmt: skip
+        changes["max_in_flight"] = 1
+    else:
+        default = sub.max_in_flight if sub.ordering == "parallel" else PARALLEL_DEFAULT
+        most = data.get("max_in_flight", default)
+        if isinstance(most, bool) or not isinstance(most, int) or not 1 <= most <= PARALLEL_MAX:
+            why = f"max_in_flight must be an integer from 1 to {PARALLEL_MAX}"
+            raise ApiError(400, "invalid_request", why, "max_in_flight")
+        changes["max_in_flight"] = most
+    return dataclasses.replace(sub, **changes)
+
+
+def _with_secret(sub: Subscription, before: str | None) -> dict[str, object]:
+    """The subscription as answered, with its secret when this request set one."""
+    public = sub.public()
+    if sub.secret is not None and sub.secret != before:
+        public["secret"] = sub.secret
+    return public
+
+
 async def _guard(request: web.Request, url: str) -> None:
     from bridge.delivery.guard import check_host, parse_networks
 
@@ -73,7 +139,10 @@ async def _guard(request: web.Request, url: str) -> None:
 
 async def create(request: web.Request) -> web.Response:
     ext_id = extension_id(request)
-    url, event_type, method = validate_subscription(await json_body(request))
+    data = await json_body(request)
+    url, event_type, method = validate_subscription(data)
+    overlap = request.app[CONFIG_KEY].delivery.secret_rotation_overlap
+    options = validate_options(data, Subscription(0, ext_id, event_type, url, method), time.time(), overlap)
     store, api = request.app[STORE_KEY], request.app[CONFIG_KEY].api
     if store.count(ext_id) >= api.max_subscriptions_per_extension:
         raise ApiError(409, "limit_exceeded",
@@ -83,8 +152,10 @@ async def create(request: web.Request) -> web.Response:
         most = api.max_subscriptions_total
         raise ApiError(409, "limit_exceeded", f"the bridge already has {most} subscriptions (the maximum)")
     await _guard(request, url)
-    sub = store.add_subscription(ext_id, event_type, url, method)
-    return web.json_response(sub.public(), status=201)
+    sub = store.add_subscription(ext_id, event_type, url, method, secret=options.secret,
+                                 rate_limit=options.rate_limit, ordering=options.ordering,
+                                 max_in_flight=options.max_in_flight)  # fmt: skip
+    return web.json_response(_with_secret(sub, None), status=201)
 
 
 async def list_(request: web.Request) -> web.Response:
@@ -113,11 +184,39 @@ async def get_one(request: web.Request) -> web.Response:
 
 async def put_one(request: web.Request) -> web.Response:
     sub = _existing(request)
-    url, event_type, method = validate_subscription(await json_body(request))
+    data = await json_body(request)
+    url, event_type, method = validate_subscription(data)
+    overlap = request.app[CONFIG_KEY].delivery.secret_rotation_overlap
+    changed = dataclasses.replace(sub, event_type=event_type, url=url, method=method, enabled=True)
+    new = validate_options(data, changed, time.time(), overlap)
     await _guard(request, url)
-    new = Subscription(sub.id, sub.extension_id, event_type, url, method)
     request.app[STORE_KEY].update_subscription(new)
-    return web.json_response(new.public())
+    return web.json_response(_with_secret(new, sub.secret))
+
+
+async def get_secret(request: web.Request) -> web.Response:
+    """The subscription's own signing secret (null: it is signed with delivery.secret), and
+    until when the one it replaced still signs."""
+    sub = _existing(request)
+    until = sub.previous_until if sub.previous_secret and sub.previous_until > time.time() else None
+    return web.json_response({"secret": sub.secret, "previous_valid_until": until})
+
+
+async def rotate_secret(request: web.Request) -> web.Response:
+    """A new signing secret (given as {"secret": "whsec_..."}, or generated); the old one
+    keeps signing for delivery.secret_rotation_overlap seconds."""
+    sub = _existing(request)
+    data = await json_body(request) if request.can_read_body else {}
+    unknown = sorted(set(data) - {"secret"})
+    if unknown:
+        raise ApiError(400, "invalid_request", f"unknown field {unknown[0]!r}", unknown[0])
+    if data.get("secret", "generate") is None:
+        raise ApiError(400, "invalid_request", 'secret must be "generate" or "whsec_<base64>"', "secret")
+    overlap = request.app[CONFIG_KEY].delivery.secret_rotation_overlap
+    new = validate_options({"secret": data.get("secret", "generate")}, sub, time.time(), overlap)
+    request.app[STORE_KEY].update_subscription(new)
+    until = new.previous_until if new.previous_secret else None
+    return web.json_response({"secret": new.secret, "previous_valid_until": until}, status=201)
 
 
 async def delete_one(request: web.Request) -> web.Response:
@@ -178,6 +277,8 @@ def add_routes(app: web.Application) -> None:
     route(app, "GET", "/extension/{extension_id}/event/{sub_id}", get_one)
     route(app, "PUT", "/extension/{extension_id}/event/{sub_id}", put_one)
     route(app, "DELETE", "/extension/{extension_id}/event/{sub_id}", delete_one)
+    route(app, "GET", "/extension/{extension_id}/event/{sub_id}/secret", get_secret)
+    route(app, "POST", "/extension/{extension_id}/event/{sub_id}/secret/rotate", rotate_secret)
     route(app, "GET", "/limit/", limits)
     app.router.add_get("/deliveries/", list_deliveries)
     app.router.add_post("/deliveries/retry", retry_deliveries)

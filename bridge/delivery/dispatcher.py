@@ -2,7 +2,12 @@
 
 One worker task per subscription with pending deliveries sends them oldest first, one
 at a time, so a receiver sees its events in order; a slow or dead receiver only holds
-up its own worker. A global semaphore bounds concurrent requests. Each attempt is
+up its own worker (and, in order, each delivery waits for the one before: head-of-line
+blocking). A subscription with ``ordering = "parallel"`` has up to ``max_in_flight``
+requests in flight instead, each delivery's retries waiting on their own, not holding
+up the others; one with a ``rate_limit`` sends at most that many requests per second
+(aiolimiter's leaky bucket: they wait, never fail). A global semaphore bounds concurrent
+requests. Each attempt is
 classified (wazo-webhookd's policy):
 
 * 2xx: delivered;
@@ -40,11 +45,13 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
+from aiolimiter import AsyncLimiter
+
 from bridge.config import DeliveryConfig
 from bridge.delivery.guard import SsrfBlocked, is_ip, parse_networks, refusal
 from bridge.delivery.http import AiohttpClient, HttpError, WebhookClient
 from bridge.delivery.request import WebhookRequest, build_request
-from bridge.store import Delivery, Mark, Store, StoreError
+from bridge.store import Delivery, Mark, Store, StoreError, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +59,28 @@ log = logging.getLogger(__name__)
 class _Queue:
     """One subscription's deliveries waiting here, oldest first, and its worker."""
 
-    __slots__ = ("items", "spilled", "task")
+    __slots__ = ("in_flight", "items", "limiter", "rate", "slots", "slots_size", "spilled", "task")
 
     def __init__(self) -> None:
         self.items: deque[Delivery] = deque()
         #: the store holds pending deliveries of this subscription that are not in items
         self.spilled = False
         self.task: asyncio.Task[None] | None = None
+        #: parallel ordering: the requests allowed in flight, and the tasks sending them
+        self.slots: asyncio.Semaphore | None = None
+        self.slots_size = 0
+        self.in_flight: set[asyncio.Task[None]] = set()
+        #: the rate limit (requests/s) and its bucket
+        self.rate: float | None = None
+        self.limiter: AsyncLimiter | None = None
+
+    def limit(self, rate: float | None) -> AsyncLimiter | None:
+        """The bucket for ``rate`` requests/s (a new one when the rate changed)."""
+        if rate != self.rate:
+            self.rate = rate
+            # at most one request every 1/rate s (a bucket of one), so it never bursts
+            self.limiter = AsyncLimiter(1, 1 / rate) if rate else None
+        return self.limiter
 
 
 class Dispatcher:
@@ -104,6 +126,7 @@ class Dispatcher:
         self.allow = parse_networks(config.allow_networks)
         #: the SSRF refusal of each URL's IP literal host (None: a name, or allowed)
         self._literal: dict[str, str | None] = {}
+        self._previous_secret = self._global_previous(config)
 
     def reconfigure(self, config: DeliveryConfig) -> None:
         """Use new delivery settings (a reload) from the next attempt on: timeouts,
@@ -115,6 +138,27 @@ class Dispatcher:
             self._sem, self._sem_size = asyncio.Semaphore(config.concurrency), config.concurrency
         self.allow = parse_networks(config.allow_networks)
         self._literal.clear()
+        self._previous_secret = self._global_previous(config)
+
+    def _global_previous(self, config: DeliveryConfig) -> tuple[str | None, float]:
+        """The global secret ``config.secret`` replaced, and until when it still signs."""
+        try:
+            return self.store.global_previous(config.secret, self.clock(), config.secret_rotation_overlap)
+        except StoreError as err:
+            log.error("%s: a replaced delivery.secret no longer signs", err)
+            return None, 0.0
+
+    def secrets(self, sub: Subscription, now: float) -> list[str]:
+        """The secrets signing a request of ``sub`` at ``now``: its own, or the global ones
+        (with the one a rotation replaced, during the overlap)."""
+        own = sub.secrets(now)
+        if own or sub.secret:
+            return own
+        keys = [self.config.secret] if self.config.secret else []
+        previous, until = self._previous_secret
+        if previous is not None and now < until:
+            keys.append(previous)
+        return keys
 
     # ---- queueing --------------------------------------------------------------------
 
@@ -187,6 +231,7 @@ class Dispatcher:
         """Wait until every worker has nothing left to send now (outcomes written)."""
         while True:
             tasks = [q.task for q in self._queues.values() if q.task is not None and not q.task.done()]
+            tasks += [t for q in self._queues.values() for t in q.in_flight]
             if not tasks:
                 break
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -196,6 +241,7 @@ class Dispatcher:
         if self._watch is not None:
             self._watch.cancel()
         tasks = [q.task for q in self._queues.values() if q.task is not None]
+        tasks += [t for q in self._queues.values() for t in q.in_flight]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -261,6 +307,10 @@ class Dispatcher:
                 self._load(sub_id, q)
                 if not q.items:
                     return
+            sub = self.store.subscription_by_id(sub_id)
+            if sub is not None and sub.ordering == "parallel":
+                await self._parallel(sub, q)
+                continue
             delivery = q.items.popleft()
             wait = delivery.next_at - self.clock()
             if wait > 0:
@@ -270,6 +320,42 @@ class Dispatcher:
                 q.items.appendleft(again)  # its retry goes before anything newer
             else:
                 self._known.discard(delivery.id)
+
+    async def _parallel(self, sub: Subscription, q: _Queue) -> None:
+        """Start one task for the oldest queued delivery once fewer than
+        ``sub.max_in_flight`` requests of the subscription are in flight."""
+        if q.slots is None or q.slots_size != sub.max_in_flight:
+            q.slots, q.slots_size = asyncio.Semaphore(sub.max_in_flight), sub.max_in_flight
+        slots = q.slots
+        await slots.acquire()
+        if not q.items:  # sent by another worker while this one waited
+            slots.release()
+            return
+        task = asyncio.ensure_future(self._one(q.items.popleft(), slots))
+        q.in_flight.add(task)
+        task.add_done_callback(q.in_flight.discard)
+
+    async def _one(self, d: Delivery, slots: asyncio.Semaphore) -> None:
+        """A delivery of a parallel subscription, retries included, holding one of its slots
+        while a request is in flight (not while a retry waits)."""
+        held = True
+        try:
+            while True:
+                wait = d.next_at - self.clock()
+                if wait > 0:
+                    slots.release()
+                    held = False
+                    await asyncio.sleep(wait)
+                    await slots.acquire()
+                    held = True
+                again = await self._attempt(d)
+                if again is None:
+                    return
+                d = again
+        finally:
+            if held:
+                slots.release()
+            self._known.discard(d.id)
 
     async def _send(self, req: WebhookRequest) -> tuple[int | None, str | None]:
         """One HTTP request: (status, None) or (None, what went wrong)."""
@@ -304,8 +390,11 @@ class Dispatcher:
             self._mark(d.id, "failed", d.attempts, error="subscription deleted or disabled")
             self.outcomes["failed"] += 1
             return None
-        req = build_request(sub.method, sub.url, d.event, d.idempotency_key, self.config.secret,
-                            int(self.clock()))  # fmt: skip
+        limiter = self._queue(sub.id).limit(sub.rate_limit)
+        if limiter is not None:
+            await limiter.acquire()
+        now = self.clock()
+        req = build_request(sub.method, sub.url, d.event, d.idempotency_key, self.secrets(sub, now), int(now))
         attempts = d.attempts + 1
         status: int | None = None
         error: str | None = None

@@ -3,20 +3,32 @@
 GET puts the fields in the query string, merged after the URL's own query (the spec's
 ``?myid=175`` stays first); POST sends them as an ``application/x-www-form-urlencoded``
 body. Values are strings, ints in decimal. Each request carries an idempotency key
-(the same for every retry of a delivery) and, with a secret, an HMAC-SHA256 signature:
+(the same for every retry of a delivery); a POST also carries it as Standard Webhooks'
+``webhook-id``, with ``webhook-timestamp`` (this attempt's unix seconds).
 
-    X-Bridge-Signature: t=<unix seconds>,v1=<hex hmac_sha256(secret, "<t>.<METHOD>.<url>.<body>")>
+Signatures, one per secret valid now (two while a rotation overlaps):
 
-where ``url`` is the full request URL (query included) and ``body`` the raw body
-(empty for GET). A receiver recomputes it and compares in constant time.
+* a POST with ``whsec_<base64>`` secrets: Standard Webhooks,
+  ``webhook-signature: v1,<base64 hmac_sha256(key, "<webhook-id>.<timestamp>.<body>")>``
+  (space-separated), the key being the base64-decoded part of the secret;
+* a GET (any secret), and a POST with a plain (not ``whsec_``) secret: ours,
+
+      X-Bridge-Signature: t=<unix seconds>,v1=<hex hmac_sha256(secret, "<t>.<METHOD>.<url>.<body>")>[,v1=...]
+
+  where ``secret`` is the secret as configured (UTF-8, ``whsec_`` included), ``url`` the
+  full request URL (its query included: a GET's fields are signed) and ``body`` the raw
+  body (empty for GET). A receiver recomputes it and compares in constant time.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import re
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -24,6 +36,38 @@ from urllib.parse import parse_qsl, quote_plus, urlsplit, urlunsplit
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 SIGNATURE_HEADER = "X-Bridge-Signature"
+#: Standard Webhooks (https://www.standardwebhooks.com/), on POST
+WEBHOOK_ID = "webhook-id"
+WEBHOOK_TIMESTAMP = "webhook-timestamp"
+WEBHOOK_SIGNATURE = "webhook-signature"
+#: a Standard Webhooks secret: this prefix, then the key in base64
+WHSEC = "whsec_"
+#: the key lengths (bytes) a ``whsec_`` secret may hold (Standard Webhooks: 24 to 64)
+WHSEC_BYTES = (24, 64)
+
+
+def whsec_problem(secret: str) -> str | None:
+    """Why a ``whsec_`` secret cannot be used (None: it can, or it is a plain secret)."""
+    if not secret.startswith(WHSEC):
+        return None
+    try:
+        key = base64.b64decode(secret[len(WHSEC) :], validate=True)
+    except (binascii.Error, ValueError):
+        return "the part after 'whsec_' is not base64"
+    low, high = WHSEC_BYTES
+    if not low <= len(key) <= high:
+        return f"the key after 'whsec_' is {len(key)} bytes; it must be {low} to {high}"
+    return None
+
+
+@lru_cache(maxsize=256)
+def _whsec_key(secret: str) -> bytes:
+    return base64.b64decode(secret[len(WHSEC) :])
+
+
+def new_whsec() -> str:
+    """A new random Standard Webhooks secret (32 bytes)."""
+    return WHSEC + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +147,10 @@ def _split(url: str) -> tuple[str, str, str, tuple[tuple[str, str], ...]]:
 
 
 def build_request(method: str, url: str, event: dict[str, Any], idempotency_key: str,
-                  secret: str | None = None, now: int | None = None) -> WebhookRequest:  # fmt: skip
-    """The request for one delivery; ``now`` (unix seconds) is needed only to sign."""
+                  secret: str | Sequence[str] | None = None,
+                  now: int | None = None) -> WebhookRequest:  # fmt: skip
+    """The request for one delivery, signed with ``secret`` (or each of several: a
+    rotation); ``now`` (unix seconds) is needed for POST and to sign."""
     headers = {IDEMPOTENCY_HEADER: idempotency_key, "User-Agent": "ami-bridge"}
     if method == "GET":
         scheme, netloc, path, own = _split(url)
@@ -115,20 +161,35 @@ def build_request(method: str, url: str, event: dict[str, Any], idempotency_key:
         full = url
         body = form_body(event).encode()
         headers["Content-Type"] = "application/x-www-form-urlencoded"
-    if secret:
+        if now is not None:
+            headers[WEBHOOK_ID] = idempotency_key
+            headers[WEBHOOK_TIMESTAMP] = str(now)
+    keys = [s for s in ([secret] if isinstance(secret, str) else secret or ()) if s]
+    if keys:
         if now is None:
             raise ValueError("signing needs the current time")
-        signed = f"{now}.{method}.{full}.".encode() + body
-        digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
-        headers[SIGNATURE_HEADER] = f"t={now},v1={digest}"
+        standard = [s for s in keys if s.startswith(WHSEC)] if method != "GET" else []
+        if standard:
+            signed = f"{idempotency_key}.{now}.".encode() + body
+            headers[WEBHOOK_SIGNATURE] = " ".join(
+                "v1," + base64.b64encode(hmac.new(_whsec_key(s), signed, hashlib.sha256).digest()).decode()
+                for s in standard
+            )
+        ours = [s for s in keys if s not in standard]
+        if ours:
+            signed = f"{now}.{method}.{full}.".encode() + body
+            digests = (hmac.new(s.encode(), signed, hashlib.sha256).hexdigest() for s in ours)
+            headers[SIGNATURE_HEADER] = f"t={now}," + ",".join(f"v1={d}" for d in digests)
     return WebhookRequest(method, full, body, headers)
 
 
 def verify_signature(secret: str, header: str, method: str, url: str, body: bytes) -> bool:
-    """What a receiver does with :data:`SIGNATURE_HEADER` (also used by our tests)."""
-    parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
-    if "t" not in parts or "v1" not in parts:
+    """What a receiver does with :data:`SIGNATURE_HEADER` (also used by our tests): true
+    when one of its ``v1`` entries is the HMAC of ``secret``."""
+    pairs = [p.split("=", 1) for p in header.split(",") if "=" in p]
+    stamps = [v for k, v in pairs if k == "t"]
+    if len(stamps) != 1:
         return False
-    signed = f"{parts['t']}.{method}.{url}.".encode() + body
+    signed = f"{stamps[0]}.{method}.{url}.".encode() + body
     expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, parts["v1"])
+    return any(hmac.compare_digest(expected, v) for k, v in pairs if k == "v1")
