@@ -83,7 +83,7 @@ async def amain(args: argparse.Namespace) -> None:
                 async with client:
 
                     async def send(c: WebhookClient | AiohttpClient = client) -> None:
-                        assert await c.request("POST", url, req.headers, req.body) == 200
+                        assert (await c.request("POST", url, req.headers, req.body)).status == 200
 
                     results[name].append(await timed(send, args.requests))
             streams = [await asyncio.open_connection("127.0.0.1", port) for _ in range(SENDERS)]

@@ -34,10 +34,12 @@ import base64
 import math
 import socket
 import ssl
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import quote, unquote, urlsplit
 
+from bridge.delivery.answer import BODY_KEPT, Answer, retry_after_seconds
 from bridge.delivery.guard import SsrfBlocked, is_ip
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -94,6 +96,9 @@ class _Conn(asyncio.Protocol):
         #: of the answer being read, once its head is in: status, keep-alive, length, chunked
         self._head: tuple[int, bool, int | None, bool] | None = None
         self._got = 0  # chunked: body bytes so far
+        #: the last answer's Retry-After (raw) and first BODY_KEPT bytes of its body
+        self.retry_after: str | None = None
+        self.body_head = b""
         self._read_timeout = 0.0
         #: loop time by which the answer must be complete (inf: no limit)
         self._deadline = math.inf
@@ -134,6 +139,7 @@ class _Conn(asyncio.Protocol):
             return
         head = self._head
         if head is not None and head[2] is None and not head[3]:
+            self.body_head = self._buf[:BODY_KEPT]
             self._resolve(head[0], False)  # a body ended by close: this is its end
         elif exc is not None:
             self._fail(ServerDisconnectedError(f"the connection broke: {exc}"))
@@ -153,6 +159,7 @@ class _Conn(asyncio.Protocol):
         self._waiter = waiter = self._loop.create_future()
         self._method, self._max_body = method, max_body
         self._head, self._got, self._buf = None, 0, b""
+        self.retry_after, self.body_head = None, b""
         self.last_read = now = self._loop.time()
         self._read_timeout, self._deadline = read_timeout, deadline
         due = min(now + read_timeout, deadline)
@@ -222,6 +229,7 @@ class _Conn(asyncio.Protocol):
                 return None
             head, self._buf = self._buf[:end], self._buf[end + 4 :]
             self._head = _parse_head(head)
+            self.retry_after = _retry_after(head)
             status, keep, _, _ = self._head
             if self._method == "HEAD" or status in (204, 304) or 100 <= status < 200:
                 return status, keep and status >= 200
@@ -233,14 +241,14 @@ class _Conn(asyncio.Protocol):
             if length > max_body:
                 if len(buf) < max_body:
                     return None
-                self._buf = b""
+                self._buf, self.body_head = b"", buf[:BODY_KEPT]
                 return status, False
             if len(buf) < length:
                 return None
-            self._buf = buf[length:]
+            self._buf, self.body_head = buf[length:], buf[: min(length, BODY_KEPT)]
             return status, keep
         if len(buf) >= max_body:  # ended by close: read enough of it, never reusable
-            self._buf = b""
+            self._buf, self.body_head = b"", buf[:BODY_KEPT]
             return status, False
         return None
 
@@ -272,8 +280,21 @@ class _Conn(asyncio.Protocol):
             if len(buf) < eol + 2 + size + 2:
                 self._buf = buf
                 return None
+            if len(self.body_head) < BODY_KEPT:
+                self.body_head = (self.body_head + buf[eol + 2 : eol + 2 + size])[:BODY_KEPT]
             buf = buf[eol + 2 + size + 2 :]
             self._got += size
+
+
+def _retry_after(head: bytes) -> str | None:
+    """The raw Retry-After of an answer's head, if it has one."""
+    if b"etry-" not in head and b"ETRY-" not in head:
+        return None
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"retry-after":
+            return value.strip().decode("latin-1")
+    return None
 
 
 def _parse_head(head: bytes) -> tuple[int, bool, int | None, bool]:
@@ -360,8 +381,8 @@ class WebhookClient:
 
     async def request(self, method: str, url: str, headers: dict[str, str], body: bytes = b"", *,
                       connect_timeout: float = 10.0, read_timeout: float = 10.0,
-                      max_body: int = 65536, total_timeout: float | None = None) -> int:  # fmt: skip
-        """Send one request and return the answer's status (reading at most ``max_body``
+                      max_body: int = 65536, total_timeout: float | None = None) -> Answer:  # fmt: skip
+        """Send one request and return the answer (reading at most ``max_body``
         bytes of its body); TimeoutError past ``total_timeout`` seconds in all (name
         resolution, connection, request and answer), if given."""
         loop = asyncio.get_running_loop()
@@ -400,11 +421,12 @@ class WebhookClient:
             except BaseException:  # a timeout, garbage, or the caller gave up (cancelled)
                 conn.abort()
                 raise
+            answer = Answer(status, retry_after_seconds(conn.retry_after, time.time()), conn.body_head)
             if keep and not conn.closed:
                 self._give_back(key, conn)
             else:
                 conn.close()
-            return status
+            return answer
         raise AssertionError("unreachable")
 
     def _take(self, key: tuple[str, str, int]) -> _Conn | None:
@@ -475,7 +497,7 @@ class AiohttpClient:
 
     async def request(self, method: str, url: str, headers: dict[str, str], body: bytes = b"", *,
                       connect_timeout: float = 10.0, read_timeout: float = 10.0,
-                      max_body: int = 65536, total_timeout: float | None = None) -> int:  # fmt: skip
+                      max_body: int = 65536, total_timeout: float | None = None) -> Answer:  # fmt: skip
         aiohttp = self._aiohttp
         timeout = aiohttp.ClientTimeout(
             total=total_timeout, sock_connect=connect_timeout, sock_read=read_timeout
@@ -483,8 +505,9 @@ class AiohttpClient:
         try:
             async with self._session.request(method, url, data=body or None, headers=headers,
                                              timeout=timeout, allow_redirects=False) as resp:  # fmt: skip
-                await resp.content.read(max_body)
-                return int(resp.status)
+                body = await resp.content.read(max_body)
+                retry_after = retry_after_seconds(resp.headers.get("Retry-After"), time.time())
+                return Answer(int(resp.status), retry_after, body[:BODY_KEPT])
         except aiohttp.ClientConnectorError as err:
             cause: BaseException | None = err
             while cause is not None:  # the SSRF guard's refusal, if that is what it was
