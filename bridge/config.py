@@ -455,6 +455,22 @@ class StoreConfig(_Strict):
     retention: Retention = Retention()
 
 
+#: Svix's schedule: at once, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (8 attempts, ~28 h)
+DEFAULT_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
+
+def _step(value: object) -> float:
+    """One retry_schedule entry: seconds (0 allowed) or 5s/5m/2h."""
+    help_ = "give a wait in seconds (0, 30) or with one unit s, m, h or d (5s, 5m, 2h)"
+    if value is None:
+        raise ValueError(f"null is not a wait: {help_}")
+    try:
+        seconds = duration(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a wait: {help_}") from None
+    return 0.0 if seconds is None else seconds
+
+
 class DeliveryConfig(_Strict):
     """Webhook delivery: timeouts, retries, concurrency, signing."""
 
@@ -477,11 +493,40 @@ class DeliveryConfig(_Strict):
     #: "builtin": the bridge's own HTTP/1.1 client (fast); "aiohttp": aiohttp's client
     #: (slower; honours HTTP(S)_PROXY from the environment)
     client: Literal["builtin", "aiohttp"] = "builtin"
+    # -- issue 18 (retry policy, disabling): see :attr:`schedule` --------------------------
+    #: the wait before each attempt (seconds or 5s/5m/2h), the first one's 0 (at once):
+    #: as many attempts as entries. None: DEFAULT_SCHEDULE, unless the configuration sets
+    #: backoff_initial, backoff_max or max_attempts (the exponential backoff they describe)
+    retry_schedule: list[Annotated[float, BeforeValidator(lambda v: _step(v))]] | None = None
+    #: a subscription whose deliveries failed with no success for this long is disabled
+    #: (seconds or 5d/12h; 0 or null: never)
+    disable_after: Duration = 5 * 86400.0
+
+    @property
+    def schedule(self) -> tuple[float, ...] | None:
+        """The retry schedule in force: ``retry_schedule``, else the default one, or None
+        when the configuration asks for the exponential backoff (it sets one of
+        backoff_initial, backoff_max, max_attempts and no retry_schedule)."""
+        if self.retry_schedule is not None:
+            return tuple(self.retry_schedule)
+        if self.model_fields_set & {"backoff_initial", "backoff_max", "max_attempts"}:
+            return None
+        return DEFAULT_SCHEDULE
 
     @model_validator(mode="before")
     @classmethod
     def _from_file(cls, data: Any) -> Any:
         return _secret_from_file(cls, data)
+
+    @model_validator(mode="after")
+    def _schedule_ok(self) -> DeliveryConfig:
+        steps = self.retry_schedule
+        if steps is not None:
+            if not steps:
+                raise ValueError("retry_schedule: give at least one entry, e.g. [0, 5s, 5m, 30m, 2h]")
+            if steps[0] != 0:
+                raise ValueError("retry_schedule[0]: the first attempt is made at once; start with 0")
+        return self
 
     @model_validator(mode="after")
     def _networks_ok(self) -> DeliveryConfig:

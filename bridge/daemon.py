@@ -48,7 +48,7 @@ from bridge.observability import Parts, Stats, make_registry
 from bridge.observability import add_routes as add_observability
 from bridge.reload import changed, effective, restart_needed, summary
 from bridge.sdnotify import Notifier, watchdog_loop
-from bridge.store import Store, StoreError
+from bridge.store import Store, StoreError, Subscription
 from bridge.translate import Emitted, Translator
 from bridge.translate.translator import PENDING_WAIT_US
 from bridge.voicemail import enrich as enrich_voicemail
@@ -294,6 +294,14 @@ class Daemon:
             console.timeline.delivery(ok, since_event, wall)
 
         dispatcher.on_attempt = attempted
+
+        def subscription_status(sub: Subscription, enabled: bool, reason: str | None) -> None:
+            if self.mirror is not None:  # (the mirror a reload made, if it did)
+                self.mirror.subscription_status(sub.id, {"id": sub.id, "extension_id": sub.extension_id,
+                                                         "url": sub.url, "enabled": enabled, "reason": reason,
+                                                         "at": time.time()})  # fmt: skip
+
+        dispatcher.on_status = subscription_status
         if config.api.console:
             add_console(app, console, login=True, hosts=None)
         mgmt = web.Application()

@@ -9,6 +9,10 @@ The mirror never blocks the AMI pipeline: :meth:`MqttMirror.publish` only append
 bounded buffer. While the broker is away the buffer keeps the newest ``buffer_max``
 events; past that the oldest are dropped and counted (``dropped``), and a warning is
 logged. Reconnects back off exponentially up to ``reconnect_max`` seconds.
+
+A subscription disabled (or enabled again) is announced, retained, on
+``<status topic>/subscription/<id>``: ``{"id", "extension_id", "url", "enabled",
+"reason", "at"}`` (:meth:`MqttMirror.subscription_status`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ class MqttMirror:
     def __init__(self, config: MqttConfig) -> None:
         self.config = config
         self.buffer: deque[tuple[str, bytes]] = deque()
+        #: subscription status messages (retained) waiting for the broker, the newest 1000
+        self.statuses: deque[tuple[str, bytes]] = deque(maxlen=1000)
         self.dropped = 0
         self.published = 0
         self.connected = False
@@ -65,6 +71,11 @@ class MqttMirror:
                 log.warning("MQTT buffer full (%d events): dropped %d oldest so far", self.config.buffer_max,
                             self.dropped)  # fmt: skip
         self.buffer.append((topic, json.dumps(event, ensure_ascii=False).encode()))
+        self._wake.set()
+
+    def subscription_status(self, sub_id: int, status: dict[str, Any]) -> None:
+        """Queue a subscription's status (retained) for ``<status topic>/subscription/<id>``."""
+        self.statuses.append((f"{self.config.status}/subscription/{sub_id}", json.dumps(status).encode()))
         self._wake.set()
 
     def _client(self) -> aiomqtt.Client:
@@ -123,6 +134,10 @@ class MqttMirror:
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         while True:
+            while self.statuses and not self._reconnect:
+                topic, payload = self.statuses[0]
+                await client.publish(topic, payload, qos=1, retain=True)
+                self.statuses.popleft()
             while self.buffer and not self._reconnect:  # after a reload: for the new broker
                 topic, payload = self.buffer[0]
                 await client.publish(topic, payload, qos=self.config.qos)

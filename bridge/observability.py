@@ -81,6 +81,12 @@ class _Collector(Collector):
         for outcome, n in sorted(p.dispatcher.outcomes.items()):
             dl.add_metric([outcome], n)
         yield dl
+        off = CounterMetricFamily("ami_bridge_subscriptions_disabled", "Subscriptions the bridge disabled: "
+                                  "gone (the receiver answered 410), failing (delivery.disable_after)",
+                                  labels=["reason"])  # fmt: skip
+        for reason, n in sorted(p.dispatcher.disabled.items()):
+            off.add_metric([reason], n)
+        yield off
         yield GaugeMetricFamily("ami_bridge_deliveries_pending", "Deliveries waiting (retry queue depth)",
                                 value=p.store.count_deliveries("pending"))  # fmt: skip
         yield GaugeMetricFamily("ami_bridge_deliveries_failed", "Deliveries given up (see /deliveries/)",

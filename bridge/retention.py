@@ -14,6 +14,7 @@ One :class:`Pruner` pass (:meth:`Pruner.run`) takes, in this order:
    once in its life, not once per pass); those held by a pending or failed delivery
    are remembered and looked at again each pass.
 
+Every delivery pruned takes its attempts (``delivery_attempts``) with it.
 Pending deliveries and their events are never pruned. Each batch is one short write
 transaction (its reads inside it, so nothing changes between choosing and deleting) on
 the pruner's own connection, followed by a pause that lets the pipeline's commits in.
@@ -46,7 +47,7 @@ PAUSE = 0.01
 #: the ``meta`` key of the non-call events' cursor
 CURSOR_KEY = "retention.cursor"
 #: what a pass counts (``ami_bridge_store_pruned_total{kind}``)
-KINDS = ("events", "deliveries", "calls", "reached", "records", "tokens")
+KINDS = ("events", "deliveries", "attempts", "calls", "reached", "records", "tokens")
 
 
 def _marks(n: int) -> str:
@@ -135,6 +136,7 @@ class Pruner:
             ).fetchall()
             old = [r[0] for r in rows if r[1] < cutoff]
             if old:
+                done["attempts"] += self._delete("DELETE FROM delivery_attempts WHERE delivery_id IN", old)
                 gone = self._delete("DELETE FROM deliveries WHERE state = 'failed' AND id IN", old)
                 done["deliveries"] += gone
                 after = old[-1]
@@ -214,6 +216,7 @@ class Pruner:
             else:
                 gone.append(event_id)
         if gone:
+            done["attempts"] += self.db.execute(_ATTEMPTS_OF_EVENTS.format(_marks(len(gone))), gone).rowcount
             done["deliveries"] += self._delete("DELETE FROM deliveries WHERE event_id IN", gone)
             done["events"] += self._delete("DELETE FROM events WHERE id IN", gone)
 
@@ -238,11 +241,22 @@ _HELD_CALLS = (
 )
 #: a pruned call's rows, children first (the counter each adds to)
 _CALL_ROWS = (
+    (
+        "attempts",
+        "DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT d.id FROM deliveries d "
+        "JOIN events e ON e.id = d.event_id WHERE e.call_id IN ({}))",
+    ),
     ("deliveries", "DELETE FROM deliveries WHERE event_id IN (SELECT id FROM events WHERE call_id IN ({}))"),
     ("events", "DELETE FROM events WHERE call_id IN ({})"),
     ("reached", "DELETE FROM call_extensions WHERE call_id IN ({})"),
     ("records", "DELETE FROM records WHERE call_id IN ({})"),
     ("calls", "DELETE FROM calls WHERE call_id IN ({})"),
+)
+
+
+#: the attempts of the deliveries of some events (``... IN (ids)``)
+_ATTEMPTS_OF_EVENTS = (
+    "DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_id IN ({}))"
 )
 
 

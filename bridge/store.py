@@ -24,7 +24,7 @@ import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,8 +42,10 @@ log = logging.getLogger(__name__)
 #: version-2 store's events indexed on opening;
 #: 4 (retention): ``deliveries_by_event`` and ``records_by_call``, so that pruning a call
 #: or an event finds its rows (and SQLite's foreign-key check on deleting an event) by
-#: index; a version-3 store gets them on opening (the CREATE INDEX IF NOT EXISTS below)
-#: 5 (issue 18): per-subscription signing secrets, rate limit and ordering (_SUBSCRIPTIONS_5)
+#: index; a version-3 store gets them on opening (the CREATE INDEX IF NOT EXISTS below);
+#: 5 (issue 18): per-subscription signing secrets, rate limit and ordering (_SUBSCRIPTIONS_5),
+#: ``delivery_attempts`` (every attempt) and ``subscriptions.failing_since``; a version-4
+#: store gets them on opening (_SUBSCRIPTIONS_5, _UPGRADE_5_RETRY)
 SCHEMA_VERSION = 5
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS subscriptions (
@@ -53,7 +55,8 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     url          TEXT    NOT NULL,
     method       TEXT    NOT NULL,
     enabled      INTEGER NOT NULL DEFAULT 1,
-    disabled_reason TEXT
+    disabled_reason TEXT,
+    failing_since REAL
 );
 CREATE INDEX IF NOT EXISTS subscriptions_ext ON subscriptions (extension_id, event_type);
 CREATE TABLE IF NOT EXISTS events (
@@ -111,6 +114,20 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 -- version 4 (retention, bridge/retention.py): a pruned event's deliveries, a pruned call's recordings
 CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries (event_id);
 CREATE INDEX IF NOT EXISTS records_by_call ON records (call_id);
+-- version 5 (issue 18, retries): every delivery attempt, listed per delivery and per
+-- subscription, pruned with its delivery (bridge/retention.py)
+CREATE TABLE IF NOT EXISTS delivery_attempts (
+    id              INTEGER PRIMARY KEY,
+    delivery_id     INTEGER NOT NULL,
+    subscription_id INTEGER NOT NULL,
+    at              REAL    NOT NULL,             -- unix seconds the request was sent
+    status          INTEGER,                      -- NULL: no answer (see error)
+    latency_ms      REAL    NOT NULL,
+    error           TEXT,
+    body            BLOB    NOT NULL DEFAULT x''  -- the answer's first KiB
+);
+CREATE INDEX IF NOT EXISTS attempts_by_delivery ON delivery_attempts (delivery_id);
+CREATE INDEX IF NOT EXISTS attempts_by_subscription ON delivery_attempts (subscription_id, at);
 """
 #: version 5 (issue 18): the subscriptions' own signing secrets (``secret``; the one it
 #: replaced, ``previous_secret``, still signs until ``previous_until``, unix seconds), rate
@@ -124,6 +141,10 @@ _SUBSCRIPTIONS_5 = (
     ("ordering", "TEXT NOT NULL DEFAULT 'strict'"),
     ("max_in_flight", "INTEGER NOT NULL DEFAULT 1"),
 )
+# ---- version 5 (issue 18, retries): a version-4 store's subscriptions get failing_since
+#: (unix seconds of the first failed attempt since the last success; NULL: not failing)
+_UPGRADE_5_RETRY = "ALTER TABLE subscriptions ADD COLUMN failing_since REAL"
+# ---- end of version 5 (issue 18, retries)
 #: a version-2 store's events, indexed for the call history (what enqueue_many writes)
 _UPGRADE_3 = """
 UPDATE events SET call_id = json_extract(payload, '$.CallID'),
@@ -232,6 +253,9 @@ class Store:
             if columns and "call_id" not in columns:  # a store from before version 3
                 self.db.execute("ALTER TABLE events ADD COLUMN call_id TEXT")
                 self.db.execute("ALTER TABLE events ADD COLUMN event_time INTEGER")
+            sub_columns = {r[1] for r in self.db.execute("PRAGMA table_info(subscriptions)")}
+            if sub_columns and "failing_since" not in sub_columns:  # version 5 (issue 18, retries)
+                self.db.execute(_UPGRADE_5_RETRY)
             for statement in _statements(SCHEMA):
                 self.db.execute(statement)
             if columns and before < 3:
@@ -548,7 +572,7 @@ class Store:
     def enqueue_many(
         self,
         events: Iterable[tuple[int, dict[str, Any]]],
-        marks: list[Mark] | None = None,
+        marks: list[Mark] | Outcomes | None = None,
         records: Iterable[Recording] = (),
         done: Iterable[str] = (),
     ) -> list[Delivery]:
@@ -597,7 +621,7 @@ class Store:
                     "INSERT INTO deliveries (id, event_id, subscription_id) VALUES (?, ?, ?)", delivery_rows
                 )
                 if marks:
-                    self.db.executemany(_MARK, marks)
+                    self._write_outcomes(marks)
                 self._last_ids.clear()  # known again only once committed
             self._last_ids.update(events=event_id, deliveries=delivery_id)
         except sqlite3.Error as err:
@@ -663,20 +687,123 @@ class Store:
              status: int | None = None, error: str | None = None) -> None:  # fmt: skip
         self.mark_many([(state, attempts, next_at, status, error, delivery_id)])
 
-    def mark_many(self, marks: list[Mark]) -> None:
+    def mark_many(self, marks: list[Mark] | Outcomes) -> None:
         """Record delivery outcomes ``(state, attempts, next_at, status, error, delivery id)``
-        in one transaction."""
+        (or :class:`Outcomes`: with their attempts) in one transaction."""
         try:
             with self._write():
-                self.db.executemany(_MARK, marks)
+                self._write_outcomes(marks)
         except sqlite3.Error as err:
             raise StoreError(f"cannot record delivery outcomes in {self.path}: {err}") from err
+
+    def _write_outcomes(self, marks: list[Mark] | Outcomes) -> None:
+        if isinstance(marks, Outcomes):
+            self.db.executemany(_MARK, marks.marks)
+            self.db.executemany(_INSERT_ATTEMPT, marks.attempts)
+            if marks.failing:
+                self.db.executemany(_FAILING, marks.failing)
+        else:
+            self.db.executemany(_MARK, marks)
 
     def disable_subscription(self, sub_id: int, reason: str) -> None:
         self.db.execute(
             "UPDATE subscriptions SET enabled = 0, disabled_reason = ? WHERE id = ?", (reason, sub_id)
         )
         self._forget()
+
+    # ---- issue 18: retries, disabling, attempts, resend, recover ---------------------------
+
+    def failing(self) -> dict[int, float]:
+        """Since when each failing subscription has failed (no success since; unix seconds)."""
+        rows = self.db.execute("SELECT id, failing_since FROM subscriptions WHERE failing_since IS NOT NULL")
+        return {int(r[0]): float(r[1]) for r in rows}
+
+    def disable_failing(self, sub_id: int, reason: str) -> int:
+        """Disable a subscription and fail its pending deliveries (kept: ``recover`` puts them
+        back), in one transaction; returns how many deliveries were failed."""
+        try:
+            with self._write():
+                self.db.execute("UPDATE subscriptions SET enabled = 0, disabled_reason = ? WHERE id = ?",
+                                (reason, sub_id))  # fmt: skip
+                n = self.db.execute(
+                    "UPDATE deliveries SET state = 'failed', next_at = 0, last_error = ? "
+                    "WHERE subscription_id = ? AND state = 'pending'",
+                    (f"subscription disabled: {reason}", sub_id),
+                ).rowcount
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot disable subscription {sub_id} in {self.path}: {err}") from err
+        finally:
+            self._forget()
+        return int(n)
+
+    def enable_subscription(self, extension_id: int, sub_id: int) -> bool:
+        """Enable a disabled subscription again (its failing clock starts afresh)."""
+        n = self.db.execute(
+            "UPDATE subscriptions SET enabled = 1, disabled_reason = NULL, failing_since = NULL "
+            "WHERE id = ? AND extension_id = ?",
+            (sub_id, extension_id),
+        ).rowcount
+        self._forget()
+        return n > 0
+
+    def delivery(self, delivery_id: int) -> dict[str, Any] | None:
+        """One delivery: id, event, subscription, its extension, state, attempts, last status/error."""
+        row = self.db.execute(
+            "SELECT d.id, d.event_id, d.subscription_id, s.extension_id, d.state, d.attempts, d.last_status,"
+            " d.last_error FROM deliveries d LEFT JOIN subscriptions s ON s.id = d.subscription_id"
+            " WHERE d.id = ?",
+            (delivery_id,),
+        ).fetchone()
+        keys = ("id", "event_id", "subscription_id", "extension_id", "state", "attempts", "last_status",
+                "last_error")  # fmt: skip
+        return None if row is None else dict(zip(keys, row, strict=True))
+
+    def attempts(self, *, delivery_id: int | None = None, subscription_id: int | None = None,
+                 since: float = 0.0, limit: int = 100) -> list[dict[str, Any]]:  # fmt: skip
+        """Attempts of one delivery (oldest first) or of one subscription since ``since``
+        (unix seconds; newest first, at most ``limit``)."""
+        cols = "id, delivery_id, subscription_id, at, status, latency_ms, error, body FROM delivery_attempts"
+        if delivery_id is not None:
+            rows = self.db.execute(f"SELECT {cols} WHERE delivery_id = ? ORDER BY id", (delivery_id,))
+        else:
+            rows = self.db.execute(
+                f"SELECT {cols} WHERE subscription_id = ? AND at >= ? ORDER BY at DESC, id DESC LIMIT ?",
+                (subscription_id, since, limit),
+            )
+        keys = ("id", "delivery_id", "subscription_id", "at", "status", "latency_ms", "error", "body")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def resend(self, delivery_id: int) -> Delivery | None:
+        """A delivered or failed delivery sent again: a new pending delivery of the same
+        event to the same subscription (so the same idempotency key); None when there is no
+        such delivery or it is still pending."""
+        try:
+            with self._write():
+                row = self.db.execute(
+                    "SELECT d.event_id, d.subscription_id, e.payload FROM deliveries d "
+                    "JOIN events e ON e.id = d.event_id WHERE d.id = ? AND d.state != 'pending'",
+                    (delivery_id,),
+                ).fetchone()
+                if row is None:
+                    return None
+                cur = self.db.execute(
+                    "INSERT INTO deliveries (event_id, subscription_id) VALUES (?, ?)", (row[0], row[1])
+                )
+                self._last_ids.clear()
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot resend delivery {delivery_id} in {self.path}: {err}") from err
+        assert cur.lastrowid is not None
+        return Delivery(cur.lastrowid, row[0], row[1], 0, 0.0, json.loads(row[2]))
+
+    def recover(self, subscription_id: int, since_us: int) -> int:
+        """Put back in the queue every failed delivery of a subscription whose event is not
+        older than ``since_us`` (its EventTime, microseconds); returns how many."""
+        return int(self.db.execute(
+            "UPDATE deliveries SET state = 'pending', attempts = 0, next_at = 0 "
+            "WHERE state = 'failed' AND subscription_id = ? AND event_id IN "
+            "(SELECT id FROM events WHERE COALESCE(event_time, 0) >= ?)",
+            (subscription_id, since_us),
+        ).rowcount)  # fmt: skip
 
     def deliveries(self, state: str) -> list[dict[str, Any]]:
         """Deliveries in a state, for inspection (failed ones, mostly)."""
@@ -837,6 +964,32 @@ _MARK = (
 #: one delivery outcome for :meth:`Store.mark_many`:
 #: ``(state, attempts, next_at, last_status, last_error, delivery id)``
 Mark = tuple[str, int, float, int | None, str | None, int]
+#: one attempt: ``(delivery id, subscription id, at, status, latency ms, error, body head)``
+AttemptRow = tuple[int, int, float, int | None, float, str | None, bytes]
+_INSERT_ATTEMPT = (
+    "INSERT INTO delivery_attempts (delivery_id, subscription_id, at, status, latency_ms, error, body) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_FAILING = "UPDATE subscriptions SET failing_since = ? WHERE id = ?"
+
+
+@dataclass(slots=True)
+class Outcomes:
+    """What the dispatcher learnt since its last write: delivery outcomes, the attempts
+    behind them, and subscriptions that started or stopped failing ``(since, id)``."""
+
+    marks: list[Mark] = field(default_factory=list)
+    attempts: list[AttemptRow] = field(default_factory=list)
+    failing: list[tuple[float | None, int]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.marks) + len(self.attempts) + len(self.failing)
+
+    def before(self, newer: Outcomes) -> None:
+        """Put these (older) outcomes before ``newer``'s, in ``newer``."""
+        newer.marks[:0] = self.marks
+        newer.attempts[:0] = self.attempts
+        newer.failing[:0] = self.failing
 
 
 @dataclass(slots=True)

@@ -509,3 +509,12 @@ async def test_a_reload_gives_the_management_console_the_new_tokens(tmp_path: Pa
         assert (await client.post("/dashboard/login", data={"token": ADMIN})).status == 401
         assert (await client.post("/dashboard/login", data={"token": new_token})).status == 200
     store.close()
+
+
+async def test_resend_of_an_id_too_large_for_the_store_is_404(
+    management: tuple[TestClient[Any, Any], Console, list[int]],
+) -> None:
+    client, _, _ = management
+    me = await (await client.get("/dashboard/me")).json()
+    resp = await client.post("/dashboard/deliveries/99999999999999999999999/resend", headers={"X-CSRF-Token": me["csrf"]})
+    assert resp.status == 404

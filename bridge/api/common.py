@@ -75,6 +75,14 @@ def now(request: web.Request) -> float:
     return request.app.get(CLOCK_KEY, time.time)()
 
 
+def row_id(raw: str) -> int | None:
+    """A path's numeric id (a subscription's, a delivery's): ASCII digits that fit the
+    store's integers; None for anything else (then: 404)."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        return None
+    return int(raw)
+
+
 def extension_id(request: web.Request) -> int:
     """The ``{extension_id}`` of the path: a configured extension the request may act on."""
     raw = request.match_info["extension_id"]

@@ -346,9 +346,61 @@ def openapi() -> dict[str, Any]:
                     "responses": {"201": {"description": "How many"}, **BAD, **COMMON},
                 },
             },
+            **retry_paths(),
             **telphin_paths(),
         },
     }
+
+
+def retry_paths() -> dict[str, Any]:
+    """Issue 18: attempts, resend, recover, enable."""
+    attempts = _json("Attempts: id, delivery_id, subscription_id, at (unix seconds), time (GMT), status "
+                     "(null: no answer), latency_ms, error, response (the answer's first KiB)",
+                     {"type": "array", "items": {"type": "object"}})  # fmt: skip
+    delivery = {"name": "delivery_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+    sub = [EXT, SUB_ID]
+    gmt = {"type": "string", "description": "GMT, YYYY-MM-DD HH:MM:SS"}
+    since = {"type": "object", "required": ["since"], "properties": {"since": gmt}}
+    return {
+        "/deliveries/{delivery_id}/attempts/": {
+            "parameters": [delivery],
+            "get": {"summary": "Every attempt of one delivery, oldest first",
+                    "responses": {"200": attempts, "404": _err("No such delivery (for this token)")}},
+        },
+        "/deliveries/{delivery_id}/resend": {
+            "parameters": [delivery],
+            "post": {"summary": "Send a delivered or failed delivery again: a new delivery of the same "
+                                "event, with the same idempotency key (webhook-id)",
+                     "responses": {"201": _json("The new delivery: id, resent, idempotency_key"),
+                                   "404": _err("No such delivery (for this token)"),
+                                   "409": _err("Still pending, or its subscription is disabled")}},
+        },
+        "/extension/{extension_id}/event/{id}/attempts/": {
+            "parameters": sub,
+            "get": {"summary": "The subscription's attempts, newest first",
+                    "parameters": [_query("since", {"type": "string"}, "GMT, YYYY-MM-DD HH:MM:SS (from)"),
+                                   _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000},
+                                          "100 by default")],
+                    "responses": {"200": attempts, "400": _err("Bad since or limit"),
+                                  "404": _err("No such subscription")}},
+        },
+        "/extension/{extension_id}/event/{id}/recover": {
+            "parameters": sub,
+            "post": {"summary": "Put back in the queue the subscription's failed deliveries of events "
+                                "since a time",
+                     "requestBody": {"required": True, "content": {"application/json": {"schema": since}}},
+                     "responses": {"201": _json("How many: {recovered: n}"), "400": _err("Bad since"),
+                                   "404": _err("No such subscription"),
+                                   "409": _err("The subscription is disabled: enable it first")}},
+        },
+        "/extension/{extension_id}/event/{id}/enable": {
+            "parameters": sub,
+            "post": {"summary": "Enable a subscription disabled by a 410 or by delivery.disable_after "
+                                "(its failed deliveries stay failed: recover them)",
+                     "responses": {"200": _json("The subscription, enabled"),
+                                   "404": _err("No such subscription")}},
+        },
+    }  # fmt: skip
 
 
 def _json(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:

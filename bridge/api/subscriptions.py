@@ -1,5 +1,7 @@
 """Extension event subscriptions (Telphin's ``/extension/{id}/event/``), the subscription
-limits (``/limit/``) and the operator's view of failed deliveries (``/deliveries/``)."""
+limits (``/limit/``) and the view of deliveries: failed ones (``/deliveries/``), every
+attempt, resending one delivery, recovering a subscription's failed ones, enabling a
+disabled subscription again."""
 
 from __future__ import annotations
 
@@ -19,7 +21,9 @@ from bridge.api.common import (
     extension_id,
     json_body,
     route,
+    row_id,
 )
+from bridge.api.history import gmt, parse_time
 from bridge.delivery.request import new_whsec, whsec_problem
 from bridge.store import DELIVERY_STATES, Subscription
 
@@ -35,9 +39,10 @@ PARALLEL_DEFAULT, PARALLEL_MAX = 10, 100
 
 def _sub_id(request: web.Request) -> int:
     raw = request.match_info["sub_id"]
-    if not (raw.isascii() and raw.isdigit()):
+    found = row_id(raw)
+    if found is None:
         raise ApiError(404, "not_found", f"no subscription {raw!r}", "id")
-    return int(raw)
+    return found
 
 
 def validate_subscription(data: dict[str, Any]) -> tuple[str, str, str]:
@@ -270,6 +275,113 @@ async def retry_deliveries(request: web.Request) -> web.Response:
     return web.json_response({"retried": n}, status=201)
 
 
+# ---- issue 18: attempts, resend, recover, enable -----------------------------------------
+
+#: the most attempts one list returns
+MAX_ATTEMPTS_LISTED = 1000
+
+
+def _wake(request: web.Request) -> None:
+    dispatcher = request.app.get(DISPATCHER_KEY)
+    if dispatcher is not None:
+        dispatcher.wake()  # type: ignore[attr-defined]
+
+
+def _attempt_json(row: dict[str, Any]) -> dict[str, Any]:
+    body = row.pop("body")
+    return {**row, "time": gmt(int(row["at"] * 1_000_000)),
+            "response": bytes(body).decode("utf-8", "replace")}  # fmt: skip
+
+
+def _delivery(request: web.Request) -> dict[str, Any]:
+    """The ``{delivery_id}`` of the path: a delivery of a subscription the token covers."""
+    raw = request.match_info["delivery_id"]
+    delivery_id = row_id(raw)
+    found = request.app[STORE_KEY].delivery(delivery_id) if delivery_id is not None else None
+    if (
+        found is None
+        or found["extension_id"] is None
+        or not request[PRINCIPAL_KEY].covers(found["extension_id"])
+    ):
+        raise ApiError(
+            404, "not_found", f"no delivery {raw!r} (or its subscription was deleted)", "delivery_id"
+        )
+    return found
+
+
+async def delivery_attempts(request: web.Request) -> web.Response:
+    """Every attempt of one delivery, oldest first."""
+    d = _delivery(request)
+    rows = request.app[STORE_KEY].attempts(delivery_id=d["id"])
+    return web.json_response([_attempt_json(r) for r in rows])
+
+
+async def subscription_attempts(request: web.Request) -> web.Response:
+    """A subscription's attempts since ``since`` (GMT time), newest first, at most ``limit``."""
+    sub = _existing(request)
+    q = request.query
+    since = parse_time(q["since"], "since") / 1_000_000 if "since" in q else 0.0
+    raw = q.get("limit", "100")
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_ATTEMPTS_LISTED:
+        raise ApiError(
+            400, "invalid_request", f"limit must be a number from 1 to {MAX_ATTEMPTS_LISTED}", "limit"
+        )
+    rows = request.app[STORE_KEY].attempts(subscription_id=sub.id, since=since, limit=int(raw))
+    return web.json_response([_attempt_json(r) for r in rows])
+
+
+async def resend(request: web.Request) -> web.Response:
+    """Send a delivered or failed delivery again, as a new delivery of the same event
+    (with the same idempotency key / webhook-id)."""
+    d = _delivery(request)
+    store = request.app[STORE_KEY]
+    if d["state"] == "pending":
+        raise ApiError(409, "conflict", f"delivery {d['id']} is still pending: it will be sent anyway")
+    sub = store.subscription_by_id(d["subscription_id"])
+    if sub is None or not sub.enabled:
+        path = f"/extension/{d['extension_id']}/event/{d['subscription_id']}/enable"
+        raise ApiError(409, "conflict", f"subscription {d['subscription_id']} is disabled: enable it first "
+                       f"(POST {path})")  # fmt: skip
+    new = store.resend(d["id"])
+    if new is None:  # sent meanwhile, or pruned
+        raise ApiError(409, "conflict", f"delivery {d['id']} cannot be resent now")
+    _wake(request)
+    return web.json_response({"id": new.id, "resent": d["id"], "idempotency_key": new.idempotency_key},
+                             status=201)  # fmt: skip
+
+
+async def recover(request: web.Request) -> web.Response:
+    """Put back in the queue every failed delivery of the subscription whose event is not
+    older than ``since`` (GMT time): {"since": "2026-12-04 09:30:00"}."""
+    sub = _existing(request)
+    data = await json_body(request)
+    unknown = sorted(set(data) - {"since"})
+    if unknown:
+        raise ApiError(400, "invalid_request", f"unknown field {unknown[0]!r}", unknown[0])
+    if not isinstance(data.get("since"), str):
+        raise ApiError(
+            400, "invalid_request", "since is required: a GMT time like 2026-12-04 09:30:00", "since"
+        )
+    since = parse_time(data["since"], "since")
+    if not sub.enabled:
+        raise ApiError(409, "conflict", f"subscription {sub.id} is disabled: enable it first "
+                       f"(POST /extension/{sub.extension_id}/event/{sub.id}/enable)")  # fmt: skip
+    n = request.app[STORE_KEY].recover(sub.id, since)
+    if n:
+        _wake(request)
+    return web.json_response({"recovered": n}, status=201)
+
+
+async def enable(request: web.Request) -> web.Response:
+    """Enable a subscription disabled by a 410 or by ``delivery.disable_after``."""
+    sub = _existing(request)
+    request.app[STORE_KEY].enable_subscription(sub.extension_id, sub.id)
+    dispatcher = request.app.get(DISPATCHER_KEY)
+    if dispatcher is not None and not sub.enabled:
+        dispatcher.enabled(sub)  # type: ignore[attr-defined]
+    return web.json_response({**sub.public(), "enabled": True})
+
+
 def add_routes(app: web.Application) -> None:
     route(app, "POST", "/extension/{extension_id}/event/", create)
     route(app, "GET", "/extension/{extension_id}/event/", list_)
@@ -282,3 +394,8 @@ def add_routes(app: web.Application) -> None:
     route(app, "GET", "/limit/", limits)
     app.router.add_get("/deliveries/", list_deliveries)
     app.router.add_post("/deliveries/retry", retry_deliveries)
+    route(app, "POST", "/extension/{extension_id}/event/{sub_id}/enable", enable)
+    route(app, "GET", "/extension/{extension_id}/event/{sub_id}/attempts/", subscription_attempts)
+    route(app, "POST", "/extension/{extension_id}/event/{sub_id}/recover", recover)
+    app.router.add_get("/deliveries/{delivery_id}/attempts/", delivery_attempts)
+    app.router.add_post("/deliveries/{delivery_id}/resend", resend)

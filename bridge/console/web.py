@@ -34,7 +34,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge.api.auth import TOKENS_KEY, client_principal, configured_client, token_principal
-from bridge.api.common import ApiError, Handler, Principal
+from bridge.api.common import ApiError, Handler, Principal, row_id
 from bridge.config import token_digest
 from bridge.console.health import DeliveryHealth
 from bridge.console.sessions import Session, Sessions
@@ -278,16 +278,18 @@ async def _deliveries(request: web.Request) -> web.Response:
 async def _resend(request: web.Request) -> web.Response:
     console, principal = request.app[CONSOLE_KEY], _scope(request)
     raw = request.match_info["delivery_id"]
-    ext = console.store.delivery_extension(int(raw)) if raw.isascii() and raw.isdigit() else None
+    delivery_id = row_id(raw)
+    ext = console.store.delivery_extension(delivery_id) if delivery_id is not None else None
     if ext is None or not principal.covers(ext):
         return _error(404, "not_found", f"no delivery {raw!r}")
-    n = console.store.retry_failed([int(raw)])
+    assert delivery_id is not None
+    n = console.store.retry_failed([delivery_id])
     if n == 0:
         return _error(409, "not_failed", f"delivery {raw} is not failed (already sent or queued)")
     if console.wake is not None:
         console.wake()
     log.info("console: delivery %s resent by %s", raw, principal.client_id)
-    return web.json_response({"resent": int(raw)})
+    return web.json_response({"resent": delivery_id})
 
 
 async def _series(request: web.Request) -> web.Response:

@@ -12,9 +12,20 @@ classified (wazo-webhookd's policy):
 
 * 2xx: delivered;
 * 410 Gone: the receiver asks us to stop: the subscription is disabled, the delivery failed;
-* 429, 5xx, timeouts, connection errors: retried with exponential backoff, full jitter
-  and a cap, until ``max_attempts``, then failed (kept, inspectable, retryable);
+* 429, 5xx, timeouts, connection errors: retried, then failed (kept, inspectable,
+  retryable). Attempt n+1 waits ``delivery.retry_schedule[n]`` (Svix's schedule by
+  default: at once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h), plus up to 10% jitter; a
+  configuration that sets only the older ``backoff_initial``/``backoff_max``/``max_attempts``
+  keeps their exponential backoff with full jitter. A ``Retry-After`` on 429 or 503 is
+  waited at least, up to the longest wait of the schedule (``backoff_max``) and never
+  more than a day;
 * any other status: failed at once (retrying would not change the answer).
+
+Every attempt is stored (time, status, latency, error, the answer's first KiB) with the
+outcomes. A subscription whose attempts have all failed for ``delivery.disable_after``
+(its "failing since" is kept in the store, so it survives restarts; a success clears it)
+is disabled like a 410's: its pending deliveries are failed (``recover`` puts them back),
+``on_status`` is told (the daemon publishes it over MQTT) and ``disabled`` counts it.
 
 State lives in the store, so a restart (even ``kill -9``) resumes where it stopped;
 a delivery interrupted mid-request is sent again with the same idempotency key.
@@ -41,17 +52,18 @@ import dataclasses
 import logging
 import random
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
 from aiolimiter import AsyncLimiter
 
 from bridge.config import DeliveryConfig
+from bridge.delivery.answer import BODY_KEPT, Answer
 from bridge.delivery.guard import SsrfBlocked, is_ip, parse_networks, refusal
 from bridge.delivery.http import AiohttpClient, HttpError, WebhookClient
 from bridge.delivery.request import WebhookRequest, build_request
-from bridge.store import Delivery, Mark, Store, StoreError, Subscription
+from bridge.store import Delivery, Outcomes, Store, StoreError, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +105,11 @@ class Dispatcher:
     MARK_BATCH = 500
     #: how often :meth:`start` checks whether another process wrote the store
     WATCH_INTERVAL = 1.0
+    #: a scheduled wait is lengthened by up to this share of it (receivers that failed
+    #: together are not all tried again at the same instant)
+    JITTER = 0.1
+    #: the longest ``Retry-After`` honoured, whatever the schedule (seconds)
+    MAX_RETRY_AFTER = 86400.0
 
     def __init__(
         self,
@@ -112,7 +129,7 @@ class Dispatcher:
         self._queues: dict[int, _Queue] = {}
         #: ids of the deliveries queued here or in flight (never read back from the store)
         self._known: set[int] = set()
-        self._marks: list[Mark] = []
+        self._out = Outcomes()
         self._flush_at: asyncio.TimerHandle | None = None
         self._watch: asyncio.Task[None] | None = None
         self._sem = asyncio.Semaphore(config.concurrency)
@@ -127,6 +144,12 @@ class Dispatcher:
         #: the SSRF refusal of each URL's IP literal host (None: a name, or allowed)
         self._literal: dict[str, str | None] = {}
         self._previous_secret = self._global_previous(config)
+        #: since when (unix seconds) each subscription's attempts have all failed
+        self._failing: dict[int, float] = store.failing()
+        #: subscriptions disabled here, by reason ("gone": a 410; "failing": disable_after)
+        self.disabled: Counter[str] = Counter({"gone": 0, "failing": 0})
+        #: called with (subscription, enabled, reason) when one is disabled or enabled again
+        self.on_status: Callable[[Subscription, bool, str | None], None] | None = None
 
     def reconfigure(self, config: DeliveryConfig) -> None:
         """Use new delivery settings (a reload) from the next attempt on: timeouts,
@@ -254,8 +277,8 @@ class Dispatcher:
 
     def _mark(self, delivery_id: int, state: str, attempts: int, next_at: float = 0.0,
               status: int | None = None, error: str | None = None) -> None:  # fmt: skip
-        self._marks.append((state, attempts, next_at, status, error, delivery_id))
-        if len(self._marks) >= self.MARK_BATCH:
+        self._out.marks.append((state, attempts, next_at, status, error, delivery_id))
+        if len(self._out.marks) >= self.MARK_BATCH:
             self.flush()
         else:
             self._flush_in(self.MARK_DELAY)
@@ -265,20 +288,20 @@ class Dispatcher:
         if self._flush_at is None:
             self._flush_at = asyncio.get_running_loop().call_later(delay, self.flush)
 
-    def take_marks(self) -> list[Mark]:
+    def take_marks(self) -> Outcomes:
         """The outcomes not written yet, for a caller that writes them in its own
         transaction (:meth:`Store.enqueue_many`); if that fails, :meth:`return_marks`."""
         if self._flush_at is not None:
             self._flush_at.cancel()
             self._flush_at = None
-        marks, self._marks = self._marks, []
+        marks, self._out = self._out, Outcomes()
         return marks
 
-    def return_marks(self, marks: list[Mark], retry_in: float | None = None) -> None:
+    def return_marks(self, marks: Outcomes, retry_in: float | None = None) -> None:
         """Outcomes :meth:`take_marks` gave that were not written: written later (after
         ``retry_in`` seconds, or ``MARK_DELAY``), before any newer."""
         if marks:
-            self._marks[:0] = marks
+            marks.before(self._out)
             self._flush_in(self.MARK_DELAY if retry_in is None else retry_in)
 
     def flush(self) -> None:
@@ -295,8 +318,68 @@ class Dispatcher:
     # ---- sending ---------------------------------------------------------------------
 
     def backoff(self, attempts: int) -> float:
+        """The exponential backoff of the older settings (backoff_initial, backoff_max)."""
         cap = min(self.config.backoff_max, self.config.backoff_initial * 2 ** (attempts - 1))
         return self.rng.uniform(cap / 2, cap)
+
+    def retry_delay(self, attempts: int, retry_after: float | None = None) -> float | None:
+        """Seconds to wait before the next attempt once ``attempts`` have failed (None: give
+        up), at least ``retry_after`` (the receiver's Retry-After), within the longest wait
+        the schedule has and ``MAX_RETRY_AFTER``."""
+        schedule = self.config.schedule
+        if schedule is None:
+            if attempts >= self.config.max_attempts:
+                return None
+            wait, longest = self.backoff(attempts), self.config.backoff_max
+        else:
+            if attempts >= len(schedule):
+                return None
+            wait, longest = schedule[attempts] * self.rng.uniform(1.0, 1.0 + self.JITTER), max(schedule)
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, longest, self.MAX_RETRY_AFTER))
+        return wait
+
+    # ---- disabling -------------------------------------------------------------------
+
+    def _failed_attempt(self, sub: Subscription, now: float) -> str | None:
+        """Note a failed attempt; why the subscription is to be disabled now, if it is."""
+        since = self._failing.get(sub.id)
+        if since is None:
+            self._failing[sub.id] = now
+            self._out.failing.append((now, sub.id))
+            since = now
+        limit = self.config.disable_after
+        if limit is not None and now - since >= limit:
+            return f"every delivery failed for {_span(now - since)} (delivery.disable_after: {_span(limit)})"
+        return None
+
+    def _disable(self, sub: Subscription, kind: str, reason: str) -> None:
+        """Disable a subscription and fail its pending deliveries (kept, recoverable)."""
+        self.flush()  # what is known so far (this delivery's outcome too) first
+        self._failing.pop(sub.id, None)
+        try:
+            failed = self.store.disable_failing(sub.id, reason)
+        except StoreError as err:
+            log.error("%s", err)
+            return
+        q = self._queues.get(sub.id)
+        if q is not None:
+            for d in q.items:
+                self._known.discard(d.id)
+            q.items.clear()
+            q.spilled = False
+        self.disabled[kind] += 1
+        log.warning("subscription %s (extension %s, %s) disabled: %s; %d pending deliveries failed "
+                    "(enable it with POST /extension/%s/event/%s/enable, then resend them with .../recover)",
+                    sub.id, sub.extension_id, sub.url, reason, failed, sub.extension_id, sub.id)  # fmt: skip
+        if self.on_status is not None:
+            self.on_status(sub, False, reason)
+
+    def enabled(self, sub: Subscription) -> None:
+        """A subscription was enabled again (by the API): its failing clock starts afresh."""
+        self._failing.pop(sub.id, None)
+        if self.on_status is not None:
+            self.on_status(sub, True, None)
 
     async def _work(self, sub_id: int, q: _Queue) -> None:
         while True:
@@ -357,8 +440,8 @@ class Dispatcher:
                 slots.release()
             self._known.discard(d.id)
 
-    async def _send(self, req: WebhookRequest) -> tuple[int | None, str | None]:
-        """One HTTP request: (status, None) or (None, what went wrong)."""
+    async def _send(self, req: WebhookRequest) -> tuple[Answer | None, str | None]:
+        """One HTTP request: (answer, None) or (None, what went wrong)."""
         config = self.config
         try:
             answer = await self.client.request(
@@ -367,7 +450,7 @@ class Dispatcher:
                 max_body=65536,  # read a little, never a huge body
                 total_timeout=config.total_timeout,
             )  # fmt: skip
-            return answer.status, None
+            return answer, None
         except SsrfBlocked as err:
             return None, str(err)
         except (HttpError, OSError, TimeoutError, ValueError) as err:
@@ -396,37 +479,55 @@ class Dispatcher:
         now = self.clock()
         req = build_request(sub.method, sub.url, d.event, d.idempotency_key, self.secrets(sub, now), int(now))
         attempts = d.attempts + 1
-        status: int | None = None
+        answer: Answer | None = None
         error: str | None = None
+        at = self.clock()
         started = time.monotonic()
         literal = self._literal_refusal(sub.url)  # the subscription's URL: GET adds a query
         async with self._sem:
             if literal:
                 error = f"refused by the SSRF guard: {literal} (allow it with delivery.allow_networks)"
             else:
-                status, error = await self._send(req)
+                answer, error = await self._send(req)
         took = time.monotonic() - started
+        status = None if answer is None else answer.status
+        self._out.attempts.append((d.id, sub.id, at, status, round(took * 1000, 3), error,
+                                   b"" if answer is None else answer.body[:BODY_KEPT]))  # fmt: skip
         again: Delivery | None = None
+        disable: tuple[str, str] | None = None
         if status is not None and 200 <= status < 300:
             self._mark(d.id, "delivered", attempts, status=status)
             outcome = "delivered"
+            if self._failing.pop(sub.id, None) is not None:
+                self._out.failing.append((None, sub.id))  # a success: no longer failing
             event_time = d.event.get("EventTime")
             if self.on_delivered is not None and isinstance(event_time, int):
                 self.on_delivered(max(0.0, self.clock() - event_time / 1e6))
         elif status == 410:
-            self.store.disable_subscription(sub.id, "receiver answered 410 Gone")
             self._mark(d.id, "failed", attempts, status=status, error="410 Gone: subscription disabled")
             outcome = "disabled"
-        elif (status is None or status == 429 or status >= 500) and attempts < self.config.max_attempts \
-                and not (error or "").startswith("refused by the SSRF guard"):  # fmt: skip
-            next_at = self.clock() + self.backoff(attempts)
-            self._mark(d.id, "pending", attempts, next_at, status, error)
-            again = dataclasses.replace(d, attempts=attempts, next_at=next_at)
-            outcome = "retry"
+            disable = ("gone", "receiver answered 410 Gone")
         else:
-            self._mark(d.id, "failed", attempts, status=status, error=error or f"HTTP {status}")
-            outcome = "failed"
+            now = self.clock()
+            why = self._failed_attempt(sub, now)
+            delay: float | None = None
+            if why is not None:
+                disable = ("failing", why)
+            elif (status is None or status == 429 or status >= 500) \
+                    and not (error or "").startswith("refused by the SSRF guard"):  # fmt: skip
+                honoured = answer.retry_after if answer is not None and status in (429, 503) else None
+                delay = self.retry_delay(attempts, honoured)
+            if delay is not None:
+                next_at = now + delay
+                self._mark(d.id, "pending", attempts, next_at, status, error)
+                again = dataclasses.replace(d, attempts=attempts, next_at=next_at)
+                outcome = "retry"
+            else:
+                self._mark(d.id, "failed", attempts, status=status, error=error or f"HTTP {status}")
+                outcome = "failed"
         self.outcomes[outcome] += 1
+        if disable is not None:
+            self._disable(sub, *disable)
         if self.on_attempt is not None:
             event_time = d.event.get("EventTime")
             since_event = (max(0.0, self.clock() - event_time / 1e6)
@@ -441,3 +542,11 @@ class Dispatcher:
                     "delivery %s to subscription %s: %s (status %s, attempt %s, %.3f s)%s",
                     d.id, sub.id, outcome, status, attempts, took, f": {error}" if error else "")  # fmt: skip
         return again
+
+
+def _span(seconds: float) -> str:
+    """A duration for a log line: 5d, 12h, 30m or 45s (the largest unit that fits)."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:g}{unit}" if seconds % size == 0 else f"{seconds / size:.1f}{unit}"
+    return f"{seconds:g}s"
