@@ -516,5 +516,7 @@ async def test_resend_of_an_id_too_large_for_the_store_is_404(
 ) -> None:
     client, _, _ = management
     me = await (await client.get("/dashboard/me")).json()
-    resp = await client.post("/dashboard/deliveries/99999999999999999999999/resend", headers={"X-CSRF-Token": me["csrf"]})
+    resp = await client.post(
+        "/dashboard/deliveries/99999999999999999999999/resend", headers={"X-CSRF-Token": me["csrf"]}
+    )
     assert resp.status == 404
