@@ -210,13 +210,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_deliveries(args: argparse.Namespace) -> int:
     import json
 
-    from bridge.store import Store, StoreError
+    from bridge.store import StoreError, open_store
 
     config = _load(args.config)
     if config is None:
         return 1
     try:
-        store = Store(config.store.path)
+        store = open_store(config.store)
     except StoreError as err:
         print(err, file=sys.stderr)
         return 1

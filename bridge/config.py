@@ -81,6 +81,7 @@ SECRET_FILES = {
     "ApiClient": ("client_secret", "client_secret_file"),
     "DeliveryConfig": ("secret", "secret_file"),
     "MqttConfig": ("password", "password_file"),
+    "StoreConfig": ("password", "password_file"),
 }
 
 
@@ -448,11 +449,40 @@ class Retention(_Strict):
 
 
 class StoreConfig(_Strict):
-    """The embedded store (SQLite)."""
+    """The store: embedded SQLite (``path``, the default) or PostgreSQL (``url``)."""
 
     path: str = "/var/lib/ami-bridge/bridge.db"
     synchronous: Literal["normal", "full"] = "normal"
     retention: Retention = Retention()
+    # -- issue 19 (PostgreSQL store) ------------------------------------------------------
+    #: a PostgreSQL database instead of the SQLite file: postgresql://user@host:port/dbname
+    #: (libpq's URI; the password from it, PGPASSWORD/~/.pgpass, or ``password``/``password_file``)
+    url: str | None = Field(default=None, repr=False)
+    password: str | None = Field(default=None, repr=False)
+    #: a file holding the database password (instead of ``password``)
+    password_file: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_file(cls, data: Any) -> Any:
+        return _secret_from_file(cls, data)
+
+    @model_validator(mode="after")
+    def _one_store(self) -> StoreConfig:
+        if self.url is None:
+            if self.password is not None:
+                raise ValueError("'password' (or 'password_file') is for a PostgreSQL store: give 'url' too, "
+                                 "or remove it (the SQLite store at 'path' has none)")  # fmt: skip
+            return self
+        if "path" in self.model_fields_set:
+            raise ValueError("give 'path' (SQLite) or 'url' (PostgreSQL), not both: remove one of them")
+        if not self.url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("url must be a PostgreSQL URI, e.g. postgresql://bridge@db.example:5432/bridge "
+                             "(for SQLite, give 'path' instead)")  # fmt: skip
+        if "synchronous" in self.model_fields_set:
+            raise ValueError("'synchronous' is SQLite's: remove it with 'url' (PostgreSQL commits are "
+                             "durable as the server's own synchronous_commit says)")  # fmt: skip
+        return self
 
 
 #: Svix's schedule: at once, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (8 attempts, ~28 h)

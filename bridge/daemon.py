@@ -48,7 +48,7 @@ from bridge.observability import Parts, Stats, make_registry
 from bridge.observability import add_routes as add_observability
 from bridge.reload import changed, effective, restart_needed, summary
 from bridge.sdnotify import Notifier, watchdog_loop
-from bridge.store import Store, StoreError, Subscription
+from bridge.store import Store, StoreError, Subscription, open_store
 from bridge.translate import Emitted, Translator
 from bridge.translate.translator import PENDING_WAIT_US
 from bridge.voicemail import enrich as enrich_voicemail
@@ -255,7 +255,7 @@ class Daemon:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGHUP, self._on_sighup)  # never its default: death
         self.stats.config_loaded_at = time.time()
-        store = Store(config.store.path, config.store.synchronous)
+        store = open_store(config.store)
         store.checkpoint_in_background()
         store.prune_in_background(config.store.retention)
         guard = GuardedResolver(parse_networks(config.delivery.allow_networks))

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from bridge.config import Retention
+from bridge.store import DB_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +58,17 @@ def _marks(n: int) -> str:
 class Pruner:
     """Prunes one store file on a connection of its own (made here from ``path``)."""
 
-    def __init__(self, path: str, retention: Retention, batch: int = BATCH, pause: float = PAUSE) -> None:
+    def __init__(self, path: str, retention: Retention, batch: int = BATCH, pause: float = PAUSE,
+                 db: Any = None) -> None:  # fmt: skip
+        """``db``: a connection made for it (a PostgreSQL store's, bridge/store_pg.py);
+        None: one to the SQLite file at ``path``."""
         self.retention = retention
         self.batch = batch
         self.pause = pause
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        self.db.execute("PRAGMA foreign_keys=ON")
+        if db is None:
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+            db.execute("PRAGMA foreign_keys=ON")
+        self.db = db
         #: rows deleted since start, by kind
         self.pruned: Counter[str] = Counter({k: 0 for k in KINDS})
         #: unix time the last pass ended, and how long it took (seconds)
@@ -198,7 +204,8 @@ class Pruner:
                 self._cursor = taken[-1][0]
                 # a restart forgets the held events: it walks again from the oldest of them
                 keep = min(self._held, default=self._cursor + 1) - 1
-                self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (CURSOR_KEY, keep))
+                self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                                (CURSOR_KEY, str(keep).encode()))  # fmt: skip
             return young is None and len(rows) == self.batch
 
         while self._tx(walk):
@@ -289,7 +296,7 @@ class PruneThread:
             try:
                 self.pruner.run(self.clock())
                 failing = False
-            except sqlite3.Error as err:  # a full disk, a locked file: the next pass tries again
+            except DB_ERRORS as err:  # a full disk, a locked file: the next pass tries again
                 if not failing:
                     log.warning("store retention: pruning failed (%s); retrying every %g s", err, interval)
                 failing = True

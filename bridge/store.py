@@ -28,9 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psycopg
+
 if TYPE_CHECKING:
-    from bridge.config import Retention
-    from bridge.retention import PruneThread
+    from bridge.config import Retention, StoreConfig
+    from bridge.retention import Pruner, PruneThread
     from bridge.translate.model import Recording
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,10 @@ log = logging.getLogger(__name__)
 #: ``delivery_attempts`` (every attempt) and ``subscriptions.failing_since``; a version-4
 #: store gets them on opening (_SUBSCRIPTIONS_5, _UPGRADE_5_RETRY)
 SCHEMA_VERSION = 5
+#: the migrations after version 5, in order: (the version it brings a store to, its SQL),
+#: run on opening a store below it (SCHEMA_VERSION is the last one's; bridge/store_pg.py's
+#: MIGRATIONS gets the same version)
+UPGRADES: tuple[tuple[int, str], ...] = ()
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS subscriptions (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -176,6 +182,19 @@ class StoreError(Exception):
     """The store cannot be opened or written (path, permissions, full disk...)."""
 
 
+#: what the database drivers raise (SQLite's, PostgreSQL's: bridge/store_pg.py)
+DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
+
+
+def open_store(config: StoreConfig) -> Store:
+    """The store ``store:`` configures: SQLite at ``path``, or PostgreSQL at ``url``."""
+    if config.url is None:
+        return Store(config.path, config.synchronous)
+    from bridge.store_pg import PgStore
+
+    return PgStore(config.url, config.password)
+
+
 @dataclass(frozen=True, slots=True)
 class Subscription:
     id: int
@@ -232,7 +251,7 @@ class Store:
             self.db.execute("PRAGMA foreign_keys=ON")
             self._create()
             self._version = self.data_version()
-        except sqlite3.Error as err:
+        except DB_ERRORS as err:
             raise StoreError(f"cannot open the store {self.path}: {err}") from err
         #: every subscription by id, and the enabled ones by (extension, event type), in id
         #: order; None: to be read again
@@ -266,6 +285,10 @@ class Store:
             for name, declaration in _SUBSCRIPTIONS_5:
                 if name not in have:
                     self.db.execute(f"ALTER TABLE subscriptions ADD COLUMN {name} {declaration}")
+            for version, script in UPGRADES:  # after version 5: one numbered step each
+                if before < version:
+                    for statement in _statements(script):
+                        self.db.execute(statement)
             self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -292,7 +315,7 @@ class Store:
             return
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as err:
+        except DB_ERRORS as err:
             log.warning("store: no checkpoint thread (%s): commits checkpoint the WAL as before", err)
             return
         self.db.execute("PRAGMA wal_autocheckpoint=0")
@@ -306,17 +329,24 @@ class Store:
         """Prune what ``retention`` no longer keeps (bridge/retention.py), every
         ``retention.interval`` seconds, from a thread with a connection of its own, in
         short transactions that let the pipeline's commits in between. Until :meth:`close`."""
-        from bridge.retention import Pruner, PruneThread
+        from bridge.retention import PruneThread
 
         if self.pruning is not None or self.path == ":memory:":
             return
         try:
-            pruner = Pruner(self.path, retention)
-        except sqlite3.Error as err:
+            pruner = self.pruner(retention)
+        except DB_ERRORS as err:
             log.warning("store: no retention thread (%s): nothing is pruned", err)
             return
         self.pruning = PruneThread(pruner) if clock is None else PruneThread(pruner, clock)
         self.pruning.start()
+
+    def pruner(self, retention: Retention, **options: Any) -> Pruner:
+        """A :class:`bridge.retention.Pruner` of this store, on a connection of its own
+        (``options``: its batch and pause)."""
+        from bridge.retention import Pruner
+
+        return Pruner(self.path, retention, **options)
 
     def file_bytes(self) -> int:
         """The store's size on disk: the database file and its WAL."""
@@ -338,7 +368,7 @@ class Store:
                     db.execute("PRAGMA wal_checkpoint(PASSIVE)")
                     done = commits
                     failing = False
-                except sqlite3.Error as err:  # a full disk, say: the WAL grows until it passes
+                except DB_ERRORS as err:  # a full disk, say: the WAL grows until it passes
                     if not failing:
                         log.warning("store checkpoint failed (%s); trying again every %g s", err, interval)
                     failing = True
@@ -389,7 +419,7 @@ class Store:
                 " previous_until, rate_limit, ordering, max_in_flight) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (extension_id, event_type, url, method, *self._options(sub)),
             )
-        except sqlite3.Error as err:
+        except DB_ERRORS as err:
             raise StoreError(f"cannot save the subscription in {self.path}: {err}") from err
         self._forget()
         assert cur.lastrowid is not None
@@ -415,7 +445,7 @@ class Store:
                     state["secret"] = secret or None
                     self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('global_secrets', ?)",
                                     (json.dumps(state).encode(),))  # fmt: skip
-        except sqlite3.Error as err:
+        except DB_ERRORS as err:
             raise StoreError(f"cannot save the signing secrets in {self.path}: {err}") from err
         if not state["previous"] or state["previous"] == secret:
             return None, 0.0
@@ -428,7 +458,7 @@ class Store:
                 self.db.execute("DELETE FROM api_tokens WHERE expires_at <= ?", (now,))
                 self.db.execute("INSERT INTO api_tokens (digest, client_id, expires_at) VALUES (?, ?, ?)",
                                 (digest, client_id, expires_at))  # fmt: skip
-        except sqlite3.Error as err:
+        except DB_ERRORS as err:
             raise StoreError(f"cannot save the token in {self.path}: {err}") from err
 
     def token(self, digest: bytes) -> tuple[str, float] | None:
@@ -624,7 +654,7 @@ class Store:
                     self._write_outcomes(marks)
                 self._last_ids.clear()  # known again only once committed
             self._last_ids.update(events=event_id, deliveries=delivery_id)
-        except sqlite3.Error as err:
+        except DB_ERRORS as err:
             raise StoreError(f"cannot commit the event to {self.path}: {err}") from err
         return out
 
@@ -658,7 +688,7 @@ class Store:
         try:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.execute("ROLLBACK")
-        except sqlite3.Error as err:
+        except DB_ERRORS as err:
             return str(err)
         return None
 
@@ -693,7 +723,7 @@ class Store:
         try:
             with self._write():
                 self._write_outcomes(marks)
-        except sqlite3.Error as err:
+        except DB_ERRORS as err:
             raise StoreError(f"cannot record delivery outcomes in {self.path}: {err}") from err
 
     def _write_outcomes(self, marks: list[Mark] | Outcomes) -> None:
@@ -730,7 +760,7 @@ class Store:
                     "WHERE subscription_id = ? AND state = 'pending'",
                     (f"subscription disabled: {reason}", sub_id),
                 ).rowcount
-        except sqlite3.Error as err:
+        except DB_ERRORS as err:
             raise StoreError(f"cannot disable subscription {sub_id} in {self.path}: {err}") from err
         finally:
             self._forget()
@@ -790,7 +820,7 @@ class Store:
                     "INSERT INTO deliveries (event_id, subscription_id) VALUES (?, ?)", (row[0], row[1])
                 )
                 self._last_ids.clear()
-        except sqlite3.Error as err:
+        except DB_ERRORS as err:
             raise StoreError(f"cannot resend delivery {delivery_id} in {self.path}: {err}") from err
         assert cur.lastrowid is not None
         return Delivery(cur.lastrowid, row[0], row[1], 0, 0.0, json.loads(row[2]))

@@ -10,6 +10,7 @@ removes the directory. :func:`find_or_install` finds the binaries (installing De
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -35,7 +36,9 @@ def find_or_install() -> Path:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "postgresql"]):
             subprocess.run(cmd, env=env, capture_output=True, timeout=900, check=False)
-    pytest.skip("PostgreSQL is not installed and cannot be: not root or no apt-get (apt-get install postgresql)")
+    pytest.skip(
+        "PostgreSQL is not installed and cannot be: not root or no apt-get (apt-get install postgresql)"
+    )
 
 
 def _free_port() -> int:
@@ -56,10 +59,8 @@ class Server:
 
     def stop(self) -> None:
         """Stop it by its PID (a fast shutdown), then remove its directory."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGINT)
-        except ProcessLookupError:
-            pass
         for _ in range(200):
             try:
                 os.kill(self.pid, 0)

@@ -23,6 +23,7 @@ from bridge.config import DeliveryConfig
 from bridge.delivery.dispatcher import Dispatcher
 from bridge.delivery.http import WebhookClient
 from bridge.store import SCHEMA_VERSION, Store
+from tests.conftest import Backend
 
 LOOPBACK = ["127.0.0.0/8"]
 FAST = DeliveryConfig(
@@ -62,8 +63,8 @@ async def receivers() -> AsyncIterator[tuple[dict[str, Receiver], str]]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "bridge.db")
+def store(store_backend: Backend) -> Store:
+    return store_backend.open()  # type: ignore[no-any-return]
 
 
 def event(n: int, kind: str = "hangup") -> dict[str, Any]:

@@ -26,6 +26,7 @@ from bridge.delivery.http import AiohttpClient, WebhookClient
 from bridge.mqtt import MqttMirror
 from bridge.retention import Pruner
 from bridge.store import SCHEMA_VERSION, Store, Subscription
+from tests.conftest import Backend
 
 LOOPBACK = ["127.0.0.0/8"]
 T0 = 1_800_000_000.0
@@ -64,8 +65,8 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "bridge.db")
+def store(store_backend: Backend) -> Store:
+    return store_backend.open()  # type: ignore[no-any-return]
 
 
 class Clock:

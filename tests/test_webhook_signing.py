@@ -11,7 +11,6 @@ import hmac
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +25,7 @@ from bridge.delivery.dispatcher import Dispatcher
 from bridge.delivery.http import WebhookClient
 from bridge.delivery.request import new_whsec
 from bridge.store import Store, Subscription
+from tests.conftest import Backend
 
 LOOPBACK = ["127.0.0.0/8"]
 OLD, NEW = new_whsec(), new_whsec()
@@ -61,8 +61,8 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "bridge.db")
+def store(store_backend: Backend) -> Store:
+    return store_backend.open()  # type: ignore[no-any-return]
 
 
 def config(**kw: Any) -> DeliveryConfig:
