@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bridge.api import make_app
 from bridge.config import parse_config
 from bridge.store import Store
+from tests.conftest import Backend
 
 ADMIN = "admin-token-0123456789"
 LIMITED = "limited-token-0123456789"
@@ -36,8 +37,8 @@ SUB = {"url": "https://somehost.com/fordel/show.php?myid=175", "event_type": "di
 
 
 @pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
-    store = Store(tmp_path / "bridge.db")
+async def client(store_backend: Backend) -> AsyncIterator[TestClient[Any, Any]]:
+    store = store_backend.open()
     async with TestClient(TestServer(make_app(CONFIG, store))) as c:
         yield c
     store.close()
@@ -175,14 +176,13 @@ async def test_limits_are_reported_and_enforced(client: TestClient[Any, Any]) ->
     assert limited["event_subscriptions"]["used_by_extension"] == {"176": 2}
 
 
-async def test_subscriptions_survive_a_restart(tmp_path: Path) -> None:
-    """Subscriptions are in the SQLite file: a new store on the same path lists them."""
-    path = tmp_path / "bridge.db"
-    store = Store(path)
+async def test_subscriptions_survive_a_restart(store_backend: Backend) -> None:
+    """Subscriptions are in the store: a new store on the same file (database) lists them."""
+    store = store_backend.open()
     async with TestClient(TestServer(make_app(CONFIG, store))) as c:
         created = await (await c.post("/extension/175/event/", json=SUB, headers=AUTH)).json()
     store.close()
-    again = Store(path)
+    again = store_backend.open()
     async with TestClient(TestServer(make_app(CONFIG, again))) as c:
         assert await (await c.get("/extension/175/event/", headers=AUTH)).json() == [created]
     again.close()

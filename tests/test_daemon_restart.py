@@ -15,8 +15,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bridge.store import Store
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO, Backend, free_port
 
 TOKEN = "restart-test-token-0123456"
 
@@ -27,7 +26,7 @@ def start(config: Path, log: Path) -> subprocess.Popen[bytes]:
                                 cwd=REPO, stderr=out)  # fmt: skip
 
 
-async def test_kill_9_mid_delivery_loses_nothing(tmp_path: Path) -> None:
+async def test_kill_9_mid_delivery_loses_nothing(tmp_path: Path, store_backend: Backend) -> None:
     """20 committed events, daemon killed -9 while delivering, restarted: all 20 arrive in order."""
     got: list[dict[str, Any]] = []
 
@@ -41,17 +40,16 @@ async def test_kill_9_mid_delivery_loses_nothing(tmp_path: Path) -> None:
     app.router.add_post("/hook", handle)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
-    db = tmp_path / "bridge.db"
     config = tmp_path / "bridge.yaml"
     config.write_text(f"""
 ami: {{host: 127.0.0.1, port: {free_port()}, username: bridge, secret: x, reconnect_max: 1}}
 extensions: [{{id: 175, name: "000*099@pbx.example", type: phone, endpoint: "099"}}]
 api: {{listen: "127.0.0.1:{free_port()}", tokens: [{{token: {TOKEN}}}]}}
 management: {{listen: "127.0.0.1:{free_port()}"}}
-store: {{path: "{db}"}}
+{store_backend.yaml()}
 delivery: {{allow_networks: ["127.0.0.0/8"]}}
 """)
-    store = Store(db)
+    store = store_backend.open()
     store.add_subscription(175, "hangup", f"http://127.0.0.1:{server.port}/hook", "POST")
     now = time.time_ns() // 1000
     for n in range(20):
@@ -90,6 +88,6 @@ delivery: {{allow_networks: ["127.0.0.0/8"]}}
     for c in dups:
         assert len({g["key"] for g in got if g["call"] == c}) == 1
     assert 6 <= killed_at < 20
-    check = Store(db)
+    check = store_backend.open()
     assert check.deliveries("pending") == [] and len(check.deliveries("delivered")) == 20
     check.close()

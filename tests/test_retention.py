@@ -20,7 +20,7 @@ from bridge.replay import replay_bytes
 from bridge.retention import Pruner
 from bridge.store import SCHEMA_VERSION, Store
 from bridge.translate import Translator
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, Backend
 
 DAY = 86400.0
 #: the tests' "now" at the start (unix seconds)
@@ -53,8 +53,8 @@ def deliver(store: Store, deliveries: list[Any], state: str = "delivered") -> No
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Any:
-    s = Store(tmp_path / "b.db")
+def store(store_backend: Backend) -> Any:
+    s = store_backend.open("b.db")
     for kind in ("dial-in", "answer", "hangup", "message-in"):
         s.add_subscription(101, kind, "http://127.0.0.1:9/hook", "POST")
     yield s
@@ -62,7 +62,7 @@ def store(tmp_path: Path) -> Any:
 
 
 def pruner(store: Store, **retention: Any) -> Pruner:
-    return Pruner(store.path, Retention(**retention), pause=0)
+    return store.pruner(Retention(**retention), pause=0)
 
 
 # ---- configuration -------------------------------------------------------------------------
@@ -275,7 +275,7 @@ def test_pruning_beside_enqueue_many_loses_nothing(store: Store) -> None:
     """A thread prunes in a loop while the main thread commits batches of calls (each
     delivered at once) as the pipeline does: every commit succeeds, every event committed
     is either still there or was old enough, and the old ones all go."""
-    p = Pruner(store.path, Retention(delivered="1d", history="1d"), batch=200)
+    p = store.pruner(Retention(delivered="1d", history="1d"), batch=200)
     clock = [T0]
     stop = threading.Event()
     errors: list[BaseException] = []
