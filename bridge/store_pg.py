@@ -162,6 +162,14 @@ CREATE TRIGGER deliveries_requeued AFTER UPDATE OF state ON deliveries
 MIGRATIONS: tuple[tuple[int, str], ...] = ((5, _SCHEMA_5),)
 
 
+#: the subscriptions' version (has another process written one?) and new ids: ? events, ? deliveries
+_VERSION_AND_IDS = (
+    "SELECT (SELECT version FROM store_versions WHERE name = 'subscriptions'), "
+    "ARRAY(SELECT nextval('events_id_seq') FROM generate_series(1, ?)), "
+    "ARRAY(SELECT nextval('deliveries_id_seq') FROM generate_series(1, ?))"
+)
+
+
 def masked(url: str) -> str:
     """The URL without its password (for messages and logs)."""
     return re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:***@", url)
@@ -365,6 +373,11 @@ class PgStore(Store):
         assert new is not None
         return Delivery(int(new[0]), row[0], row[1], 0, 0.0, json.loads(row[2]))
 
+    def _wanted(self, batch: list[tuple[int, dict[str, Any]]]) -> int:
+        """How many deliveries the events of ``batch`` make (the subscriptions in memory)."""
+        by_key = self._by_key
+        return sum(len(by_key.get((ext, event["EventType"]), ())) for ext, event in batch)
+
     def enqueue_many(
         self,
         events: Iterable[tuple[int, dict[str, Any]]],
@@ -377,18 +390,24 @@ class PgStore(Store):
         trip for all of them)."""
         batch = list(events)
         try:
-            with self._write():
-                self._check_others()
-                self._subscriptions()
+            self._subscriptions()
+            # one pipeline: what the transaction sends waits for no answer but the ids'
+            with self._write(), self._pg.conn.pipeline():
+                wanted = self._wanted(batch)
+                row = self.db.execute(_VERSION_AND_IDS, (len(batch), wanted)).fetchone()
+                assert row is not None
+                version, new_events, new_deliveries = row
+                if version != self._version:  # another process wrote a subscription: read again
+                    self._version = version
+                    self._forget()
+                    self._subscriptions()
+                    more = self._wanted(batch) - wanted
+                    if more > 0:  # (sequence values not used are gaps, as after a rollback)
+                        row = self.db.execute(_VERSION_AND_IDS, (0, more)).fetchone()
+                        assert row is not None
+                        new_deliveries += row[2]
                 by_key = self._by_key
-                wanted = sum(len(by_key.get((ext, ev["EventType"]), ())) for ext, ev in batch)
-                ids = self.db.execute(
-                    "SELECT ARRAY(SELECT nextval('events_id_seq') FROM generate_series(1, ?)), "
-                    "ARRAY(SELECT nextval('deliveries_id_seq') FROM generate_series(1, ?))",
-                    (len(batch), wanted),
-                ).fetchone()
-                assert ids is not None
-                event_ids, delivery_ids = iter(sorted(ids[0])), iter(sorted(ids[1]))
+                event_ids, delivery_ids = iter(sorted(new_events)), iter(sorted(new_deliveries))
                 out: list[Delivery] = []
                 event_rows = []
                 delivery_rows = []
