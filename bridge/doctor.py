@@ -7,7 +7,8 @@ lost); every configured phone and trunk device exists (PJSIP endpoints and chan_
 peers are asked for; other technologies are named as not checked); every configured
 queue exists; every IVR context exists (needs write=reporting, else a warning); with
 ``--watch SECONDS``, live traffic is observed to confirm read=call/dialplan and the
-configured ``channelvars``.
+configured ``channelvars``. With a PostgreSQL store (``store.url``), first the database:
+connected, its schema version, and a write (rolled back).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from bridge.ami.source import ActionError, AmiSource, SourceItem
-from bridge.config import AmiConfig, Config
+from bridge.config import AmiConfig, Config, StoreConfig
 
 
 @dataclass
@@ -43,11 +44,58 @@ async def _next(source: AmiSource, timeout: float) -> SourceItem | None:
 
 async def diagnose(config: Config, watch: float = 0.0, timeout: float = 8.0) -> Report:
     rep = Report()
+    if config.store.url is not None:
+        await asyncio.to_thread(check_database, config.store, rep)
     source = open_source(config.ami)
     try:
         return await _diagnose(config, source, rep, watch, timeout)
     finally:
         source.close()
+
+
+def check_database(store: StoreConfig, rep: Report) -> None:
+    """The PostgreSQL store: reachable, its schema version, and whether the bridge may write
+    (a table created and rolled back: privileges, a read-only server). Changes nothing."""
+    import psycopg
+
+    from bridge.store_pg import SCHEMA_VERSION, connect, masked
+
+    assert store.url is not None
+    where = masked(store.url)
+    try:
+        conn = connect(store.url, store.password)
+    except psycopg.Error as err:
+        rep.add("FAIL", f"store: cannot connect to {where}: {str(err).strip()}. Fix: the server's address "
+                "and port in store.url, pg_hba.conf letting this host in, and the password (in the URL, "
+                "store.password_file, PGPASSWORD or ~/.pgpass)")  # fmt: skip
+        return
+    with conn:
+        rep.add("OK", f"store: connected to {where} (PostgreSQL {conn.info.server_version // 10000})")
+        try:
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+            version = int(row[0]) if row else 0
+        except psycopg.errors.UndefinedTable:
+            version = 0
+        except psycopg.Error as err:
+            rep.add("FAIL", f"store: cannot read its schema version: {str(err).strip()}")
+            return
+        if version > SCHEMA_VERSION:
+            rep.add("FAIL", f"store: schema version {version} is newer than this ami-bridge's "
+                    f"{SCHEMA_VERSION}: upgrade ami-bridge")  # fmt: skip
+        elif version < SCHEMA_VERSION:
+            rep.add("OK", f"store: schema version {version or 'none (an empty database)'}; the bridge "
+                    f"migrates it to {SCHEMA_VERSION} when it starts")  # fmt: skip
+        else:
+            rep.add("OK", f"store: schema version {version}")
+        try:
+            with conn.transaction(force_rollback=True):
+                conn.execute("CREATE TABLE ami_bridge_doctor (checked INTEGER)")
+                conn.execute("INSERT INTO ami_bridge_doctor VALUES (1)")
+        except psycopg.Error as err:
+            rep.add("FAIL", f"store: cannot write: {str(err).strip()}. Fix: a primary (not a standby) "
+                    "server, and a role owning the database (or with CREATE on its schema)")  # fmt: skip
+        else:
+            rep.add("OK", "store: writable (a test table created and rolled back)")
 
 
 def open_source(ami: AmiConfig, events: str = "on") -> AmiSource:

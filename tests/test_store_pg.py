@@ -16,6 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from bridge.config import StoreConfig
+from bridge.doctor import Report, check_database
 from bridge.store import StoreError, open_store
 from bridge.store_pg import SCHEMA_VERSION, PgStore, masked, translate
 from tests.conftest import REPO, Backend, free_port
@@ -189,3 +190,27 @@ def test_the_sqlite_dialect_is_translated() -> None:
     )
     assert masked("postgresql://u:p@h/d") == "postgresql://u:***@h/d"
     assert masked("postgresql://u@h/d") == "postgresql://u@h/d"
+
+
+def test_the_doctor_checks_the_database(pg: Backend) -> None:
+    """Connected, the schema version (an empty database is migrated at the start), a write
+    rolled back; a server it cannot reach and a read-only one are FAILs saying the fix."""
+    url = pg.url()
+
+    def check(store: StoreConfig) -> list[tuple[str, str]]:
+        rep = Report()
+        check_database(store, rep)
+        return rep.lines
+
+    empty = check(StoreConfig(url=url))
+    assert [level for level, _ in empty] == ["OK", "OK", "OK"]
+    assert "schema version none (an empty database); the bridge migrates it to 5" in empty[1][1]
+    assert "writable" in empty[2][1]
+    PgStore(url).close()
+    assert check(StoreConfig(url=url))[1] == ("OK", "store: schema version 5")
+    with psycopg.connect(url) as conn:  # the doctor's table was rolled back
+        assert conn.execute("SELECT to_regclass('ami_bridge_doctor')").fetchone() == (None,)
+    [(level, text)] = check(StoreConfig(url=f"postgresql://bridge:pw@127.0.0.1:{free_port()}/bridge"))
+    assert level == "FAIL" and "cannot connect to postgresql://bridge:***@" in text and "pg_hba.conf" in text
+    lines = check(StoreConfig(url=read_only(url)))
+    assert lines[-1][0] == "FAIL" and "read-only transaction" in lines[-1][1] and "standby" in lines[-1][1]
