@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bridge.api import make_app
 from bridge.api.common import CLOCK_KEY
 from bridge.config import parse_config
-from bridge.store import Store
+from tests.conftest import Backend
 
 STATIC = "static-token-0123456789"
 SECRET = "crm-secret-0123456789abcdef"
@@ -51,8 +50,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def client(tmp_path: Path, clock: Clock) -> AsyncIterator[TestClient[Any, Any]]:
-    store = Store(tmp_path / "bridge.db")
+async def client(store_backend: Backend, clock: Clock) -> AsyncIterator[TestClient[Any, Any]]:
+    store = store_backend.open()
     app = make_app(CONFIG, store)
     app[CLOCK_KEY] = clock
     async with TestClient(TestServer(app)) as c:
@@ -140,16 +139,16 @@ async def test_a_token_expires(client: TestClient[Any, Any], clock: Clock) -> No
     assert body["message"] == "Unauthorized" and "expired" in body["detail"]
 
 
-async def test_an_issued_token_survives_a_restart(tmp_path: Path, clock: Clock) -> None:
+async def test_an_issued_token_survives_a_restart(store_backend: Backend, clock: Clock) -> None:
     """The store keeps the token's hash: a new process (app) on the same store accepts it,
     and one without that client in its config refuses it."""
-    store = Store(tmp_path / "b.db")
+    store = store_backend.open("b.db")
     first = make_app(CONFIG, store)
     first[CLOCK_KEY] = clock
     async with TestClient(TestServer(first)) as c:
         token = await token_of(c)
     store.close()
-    store = Store(tmp_path / "b.db")
+    store = store_backend.open("b.db")
     second = make_app(CONFIG, store)
     second[CLOCK_KEY] = clock
     async with TestClient(TestServer(second)) as c:

@@ -4,7 +4,6 @@ scoped to the token, under /api/ver1.0/client/{client_id|@me}/extension/."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bridge.api import make_app
 from bridge.config import parse_config
-from bridge.store import Store
+from tests.conftest import Backend
 
 ADMIN = "admin-token-0123456789"
 SECRET = "crm-secret-0123456789abcdef"
@@ -32,8 +31,8 @@ BASE = "/api/ver1.0/client/@me/extension/"
 
 
 @pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
-    store = Store(tmp_path / "bridge.db")
+async def client(store_backend: Backend) -> AsyncIterator[TestClient[Any, Any]]:
+    store = store_backend.open()
     async with TestClient(TestServer(make_app(CONFIG, store))) as c:
         yield c
     store.close()

@@ -20,7 +20,7 @@ from bridge.config import Config, parse_config
 from bridge.replay import replay_bytes
 from bridge.store import Store
 from bridge.translate import Recording, Translator
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, Backend
 
 ADMIN = "admin-token-0123456789"
 SECRET = "crm-secret-0123456789abcdef"
@@ -74,9 +74,11 @@ def spool(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def api(tmp_path: Path, spool: Path) -> AsyncIterator[tuple[TestClient[Any, Any], Store, Clock]]:
+async def api(
+    store_backend: Backend, spool: Path
+) -> AsyncIterator[tuple[TestClient[Any, Any], Store, Clock]]:
     config = config_for(spool)
-    store = Store(tmp_path / "b.db")
+    store = store_backend.open("b.db")
     app = make_app(config, store)
     clock = Clock()
     app[CLOCK_KEY] = clock

@@ -27,7 +27,7 @@ from bridge.console.web import COOKIE, Console, add_console, loopback_hosts
 from bridge.demo import ReplayServer
 from bridge.hub import EventHub
 from bridge.store import Store
-from tests.conftest import free_port
+from tests.conftest import Backend, free_port
 from tests.test_dashboard import Browser, browser  # noqa: F401  (the fixture)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -162,9 +162,9 @@ def call_event(ext: int, kind: str = "dial-in") -> dict[str, Any]:
             "CallerIDNum": "+74951234567", "CalledNumber": f"000*{ext - 1000}", "EventTime": 1_800_000_000_000_000}  # fmt: skip
 
 
-def seeded(tmp_path: Path) -> tuple[Store, Console]:
+def seeded(backend: Backend) -> tuple[Store, Console]:
     """A store with a subscription per extension, one failed delivery each, and a hub with a call each."""
-    store = Store(tmp_path / "bridge.db")
+    store = backend.open()
     hub = EventHub()
     for ext in (1101, 1102):
         sub = store.add_subscription(ext, "dial-in", f"http://127.0.0.1:9/hook/{ext}", "POST")
@@ -176,9 +176,9 @@ def seeded(tmp_path: Path) -> tuple[Store, Console]:
 
 
 @pytest.fixture
-async def public(tmp_path: Path) -> AsyncIterator[tuple[TestClient[Any, Any], Console]]:
+async def public(store_backend: Backend) -> AsyncIterator[tuple[TestClient[Any, Any], Console]]:
     """The API's listener as the daemon builds it: the API and the console behind a login."""
-    store, console = seeded(tmp_path)
+    store, console = seeded(store_backend)
     app = make_app(CONFIG, store)
     add_console(app, console, login=True, hosts=None)
     async with TestClient(TestServer(app)) as client:
@@ -187,9 +187,11 @@ async def public(tmp_path: Path) -> AsyncIterator[tuple[TestClient[Any, Any], Co
 
 
 @pytest.fixture
-async def management(tmp_path: Path) -> AsyncIterator[tuple[TestClient[Any, Any], Console, list[int]]]:
+async def management(
+    store_backend: Backend,
+) -> AsyncIterator[tuple[TestClient[Any, Any], Console, list[int]]]:
     """The management listener's console (no login) on a loopback address."""
-    store, console = seeded(tmp_path)
+    store, console = seeded(store_backend)
     woken: list[int] = []
     console.wake = lambda: woken.append(1)
     app = web.Application()
@@ -491,7 +493,7 @@ async def test_a_reload_gives_the_management_console_the_new_tokens(tmp_path: Pa
     from bridge.api.auth import index_credentials
     from bridge.api.common import CONFIG_KEY, STORE_KEY
 
-    store, console = seeded(tmp_path)
+    store, console = seeded(Backend("sqlite", tmp_path, None))
     app = web.Application()
     app[CONFIG_KEY], app[STORE_KEY] = CONFIG, store
     index_credentials(app, CONFIG)

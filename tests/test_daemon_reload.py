@@ -31,7 +31,7 @@ from bridge.config import load_config
 from bridge.daemon import Daemon
 from bridge.demo import action_id
 from bridge.store import Store
-from tests.conftest import FIXTURES, REPO, free_port
+from tests.conftest import FIXTURES, REPO, Backend, free_port
 from tests.test_mqtt import MOSQUITTO, Broker, collect
 
 FIXTURE = FIXTURES / "internal-answered-caller-hangup.ami"  # 101 calls 102, 102 answers, 101 hangs up
@@ -95,6 +95,8 @@ class Bridge:
     ami_port: int = 0
     #: the management listener (/metrics, /health, the console)
     management: str = field(default_factory=lambda: f"http://127.0.0.1:{free_port()}")
+    #: where its store is (None: the SQLite file beside the config)
+    backend: Backend | None = None
 
     def config_text(self, extensions: list[str], tokens: list[str], extra: str = "") -> str:
         port = int(self.api.rsplit(":", 1)[1])
@@ -103,7 +105,7 @@ ami: {{host: 127.0.0.1, port: {self.ami_port}, username: bridge, secret: x{extra
 extensions: [{", ".join(extensions)}]
 api: {{listen: "127.0.0.1:{port}", tokens: [{", ".join(f"{{token: {t}}}" for t in tokens)}]}}
 management: {{listen: "{self.management.removeprefix("http://")}"}}
-store: {{path: "{self.config.parent / "bridge.db"}"}}
+{self.backend.yaml() if self.backend else f'store: {{path: "{self.config.parent / "bridge.db"}"}}'}
 delivery: {{allow_networks: ["127.0.0.0/8"]}}
 """
 
@@ -146,7 +148,7 @@ delivery: {{allow_networks: ["127.0.0.0/8"]}}
 
 @asynccontextmanager
 async def running(
-    tmp_path: Path, slow: float = 0.0, env: dict[str, str] | None = None
+    tmp_path: Path, slow: float = 0.0, env: dict[str, str] | None = None, backend: Backend | None = None
 ) -> AsyncIterator[Bridge]:
     """The bridge with phone 101 only and OLD_TOKEN; every event of 101 and 102 subscribed
     (101's hangup to a receiver that answers after ``slow`` seconds)."""
@@ -168,9 +170,10 @@ async def running(
     config, log = tmp_path / "bridge.yaml", tmp_path / "daemon.log"
     bridge = Bridge(None, config, log, f"http://127.0.0.1:{free_port()}", ami)  # type: ignore[arg-type]
     bridge.ami_port = int(server.sockets[0].getsockname()[1])
+    bridge.backend = backend
     bridge_holder.append(bridge)
     config.write_text(bridge.config_text([PHONE_101], [OLD_TOKEN]))
-    store = Store(tmp_path / "bridge.db")
+    store = backend.open() if backend else Store(tmp_path / "bridge.db")
     for ext in (1101, 1102):
         for kind in ("dial-in", "dial-out", "answer", "hangup"):
             where = "slow" if (ext, kind) == (1101, "hangup") else "h"
@@ -190,13 +193,13 @@ async def running(
 
 
 async def test_sighup_applies_a_new_extension_and_token_without_touching_ami_or_deliveries(
-    tmp_path: Path,
+    tmp_path: Path, store_backend: Backend
 ) -> None:
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify.sock"))
     notify.setblocking(False)
     env = {"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "PATH": "/usr/bin:/bin"}
-    async with running(tmp_path, slow=1.5, env=env) as bridge:
+    async with running(tmp_path, slow=1.5, env=env, backend=store_backend) as bridge:
         assert await bridge.status(NEW_TOKEN) == 401
         await bridge.ami.send(call(1))
         await bridge.until_got(3)  # 101's dial-out, answer, and its hangup now in flight (1.5 s)
@@ -218,7 +221,7 @@ async def test_sighup_applies_a_new_extension_and_token_without_touching_ami_or_
         metrics = await bridge.metrics()
         assert 'ami_bridge_config_reloads_total{result="ok"} 1.0' in metrics
         assert 'ami_bridge_config_reloads_total{result="refused"} 0.0' in metrics
-    check = Store(tmp_path / "bridge.db")
+    check = store_backend.open()
     assert len(check.deliveries("delivered")) == 9 and check.deliveries("pending") == []
     assert all(d["attempts"] == 1 for d in check.deliveries("delivered"))
     check.close()

@@ -20,6 +20,7 @@ from bridge.config import DeliveryConfig, parse_config
 from bridge.delivery.dispatcher import Dispatcher
 from bridge.delivery.http import WebhookClient
 from bridge.store import Store
+from tests.conftest import Backend
 
 LOOPBACK = ["127.0.0.0/8"]
 
@@ -77,13 +78,15 @@ async def deliver(store: Store, **kw: Any) -> float:
         return time.monotonic() - started
 
 
-async def test_parallel_sends_up_to_max_in_flight_and_strict_one(receiver: Any, tmp_path: Path) -> None:
+async def test_parallel_sends_up_to_max_in_flight_and_strict_one(
+    receiver: Any, store_backend: Backend
+) -> None:
     """Against a receiver taking 0.2 s per request, 8 deliveries: strict order has one
     request in flight at a time, in order; parallel with max_in_flight 4 has 4 at once
     (as the receiver counts them) and takes well under half strict's time."""
     rec, url = receiver
     rec.delay = 0.2
-    strict = Store(tmp_path / "strict.db")
+    strict = store_backend.open("strict.db")
     strict.add_subscription(175, "hangup", url, "POST")
     for n in range(8):
         strict.enqueue(175, event(n))
@@ -92,7 +95,7 @@ async def test_parallel_sends_up_to_max_in_flight_and_strict_one(receiver: Any, 
     assert strict_took >= 8 * 0.2
 
     rec.most, rec.got = 0, []
-    parallel = Store(tmp_path / "parallel.db")
+    parallel = store_backend.open("parallel.db")
     parallel.add_subscription(175, "hangup", url, "POST", ordering="parallel", max_in_flight=4)
     for n in range(8):
         parallel.enqueue(175, event(n))
@@ -102,13 +105,13 @@ async def test_parallel_sends_up_to_max_in_flight_and_strict_one(receiver: Any, 
     assert len(parallel.deliveries("delivered")) == 8
 
 
-async def test_parallel_retries_do_not_hold_up_the_others(receiver: Any, tmp_path: Path) -> None:
+async def test_parallel_retries_do_not_hold_up_the_others(receiver: Any, store_backend: Backend) -> None:
     """In parallel, a delivery retried (500 twice, 0.3 s backoff) waits on its own: the
     ones after it are delivered before it; in strict order they wait for it."""
     rec, url = receiver
     for ordering, extra in (("parallel", {"max_in_flight": 2}), ("strict", {})):
         rec.got, rec.fail = [], {"call-0": 2}
-        store = Store(tmp_path / f"{ordering}.db")
+        store = store_backend.open(f"{ordering}.db")
         store.add_subscription(175, "hangup", url, "POST", ordering=ordering, **extra)
         for n in range(5):
             store.enqueue(175, event(n))
@@ -121,11 +124,11 @@ async def test_parallel_retries_do_not_hold_up_the_others(receiver: Any, tmp_pat
         assert len(store.deliveries("delivered")) == 5
 
 
-async def test_rate_limit_bounds_requests_per_second(receiver: Any, tmp_path: Path) -> None:
+async def test_rate_limit_bounds_requests_per_second(receiver: Any, store_backend: Backend) -> None:
     """rate_limit 20/s with 10 in flight allowed: 30 requests are spread over at least
     (30 - 1) / 20 s, and no 0.5 s window holds more than 20 * 0.5 + 1 of them."""
     rec, url = receiver
-    store = Store(tmp_path / "bridge.db")
+    store = store_backend.open()
     store.add_subscription(175, "hangup", url, "POST", rate_limit=20.0, ordering="parallel", max_in_flight=10)
     for n in range(30):
         store.enqueue(175, event(n))
@@ -138,11 +141,11 @@ async def test_rate_limit_bounds_requests_per_second(receiver: Any, tmp_path: Pa
         assert in_window <= 20 * 0.5 + 1, (i, in_window)
 
 
-async def test_without_rate_limit_nothing_waits(receiver: Any, tmp_path: Path) -> None:
+async def test_without_rate_limit_nothing_waits(receiver: Any, store_backend: Backend) -> None:
     """The same 30 requests without a limit come much faster than 20/s (the limit above
     is what spreads them)."""
     rec, url = receiver
-    store = Store(tmp_path / "bridge.db")
+    store = store_backend.open()
     store.add_subscription(175, "hangup", url, "POST", ordering="parallel", max_in_flight=10)
     for n in range(30):
         store.enqueue(175, event(n))
@@ -169,8 +172,8 @@ SUB = {"url": "https://crm.example/hook", "event_type": "hangup", "method": "POS
 
 
 @pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[tuple[TestClient[Any, Any], Store]]:
-    store = Store(tmp_path / "bridge.db")
+async def client(store_backend: Backend) -> AsyncIterator[tuple[TestClient[Any, Any], Store]]:
+    store = store_backend.open()
     async with TestClient(TestServer(make_app(CONFIG, store))) as c:
         yield c, store
     store.close()
