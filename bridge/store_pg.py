@@ -211,9 +211,19 @@ def translate(sql: str) -> str:
     return sql
 
 
+def _no_nul(params: Sequence[Any]) -> Sequence[Any]:
+    """The parameters with each NUL of a string as U+FFFD: PostgreSQL's text takes no NUL
+    (SQLite's does), and an AMI field or an API path may hold one. Written and looked up
+    the same way, such a value is still found by itself."""
+    if not any(type(p) is str and "\x00" in p for p in params):
+        return params
+    return [p.replace("\x00", "\ufffd") if type(p) is str else p for p in params]
+
+
 class PgConnection:
     """A psycopg connection with the sqlite3 calls the stores make (``execute``,
-    ``executemany``, ``close``) in SQLite's SQL (:func:`translate`). A connection the
+    ``executemany``, ``close``) in SQLite's SQL (:func:`translate`; a NUL in a string
+    parameter: :func:`_no_nul`). A connection the
     server dropped is made again at the next call outside a transaction."""
 
     def __init__(self, url: str, password: str | None = None) -> None:
@@ -240,12 +250,12 @@ class PgConnection:
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> psycopg.Cursor[tuple[Any, ...]]:
         conn, query = self._ready(sql)
-        return conn.execute(query, params if params else None)
+        return conn.execute(query, _no_nul(params) if params else None)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> psycopg.Cursor[tuple[Any, ...]]:
         conn, query = self._ready(sql)
         cur = conn.cursor()
-        rows = list(rows)
+        rows = [_no_nul(row) for row in rows]
         if rows:
             cur.executemany(query, rows)
         return cur

@@ -119,6 +119,8 @@ async def test_auth_and_lookup_errors(client: TestClient[Any, Any], headers: dic
         ({**SUB, "url": "http://"}, "url"),
         ({**SUB, "url": "http://host:99999/"}, "url"),
         ({**SUB, "url": "https://x/" + "a" * 3000}, "url"),
+        ({**SUB, "url": "https://x/a\x00b"}, "url"),  # (PostgreSQL's text takes no NUL)
+        ({**SUB, "url": "https://x/a\nHost: y"}, "url"),
         ({"event_type": "hangup", "method": "GET"}, "url"),
         ({**SUB, "url": 5}, "url"),
         ({**SUB, "extra": 1}, "extra"),

@@ -16,8 +16,7 @@ from hypothesis import HealthCheck, settings
 from bridge.api import make_app
 from bridge.api.openapi import openapi
 from bridge.config import parse_config
-from bridge.store import Store
-from tests.conftest import free_port
+from tests.conftest import Backend, free_port
 
 TOKEN = "fuzz-token-0123456789abcdef"
 CONFIG = parse_config(f"""
@@ -30,11 +29,13 @@ api: {{tokens: [{{token: {TOKEN}}}], rate_limit_per_minute: 100000}}
 schema = schemathesis.openapi.from_dict(openapi())
 
 
-@pytest.fixture(scope="module")
-def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The real API app served by aiohttp in a background thread (schemathesis calls it over HTTP)."""
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def base_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The real API app served by aiohttp in a background thread (schemathesis calls it over
+    HTTP), on each store."""
     port = free_port()
-    store = Store(Path(tmp_path_factory.mktemp("fuzz")) / "f.db")
+    server = request.getfixturevalue("pg_server").url if request.param == "postgresql" else None
+    store = Backend(request.param, Path(tmp_path_factory.mktemp("fuzz")), server).open("f.db")
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(make_app(CONFIG, store))
     started = threading.Event()

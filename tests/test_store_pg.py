@@ -214,3 +214,19 @@ def test_the_doctor_checks_the_database(pg: Backend) -> None:
     assert level == "FAIL" and "cannot connect to postgresql://bridge:***@" in text and "pg_hba.conf" in text
     lines = check(StoreConfig(url=read_only(url)))
     assert lines[-1][0] == "FAIL" and "read-only transaction" in lines[-1][1] and "standby" in lines[-1][1]
+
+
+def test_a_nul_in_an_ami_field_or_a_path_is_stored_and_looked_up_on_both_stores(
+    store_backend: Backend,
+) -> None:
+    """PostgreSQL's text takes no NUL (SQLite's does): such a CallID is still stored (a bad
+    AMI message never stops the daemon) and found by itself; an unknown one is no call."""
+    store = store_backend.open()
+    store.add_subscription(101, "hangup", "http://127.0.0.1:9/", "POST")
+    event = {"EventType": "hangup", "CallID": "a\x00b", "EventTime": 1}
+    [delivery] = store.enqueue(101, event)
+    assert delivery.event == event
+    assert store.call_reached("a\x00b") == {101}
+    assert store.call_events("a\x00b") == [(101, event)]  # the payload keeps the NUL (JSON escapes it)
+    assert store.call_reached("x\x00y") is None and store.record("x\x00y") is None
+    store.close()

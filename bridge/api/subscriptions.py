@@ -64,6 +64,9 @@ def validate_subscription(data: dict[str, Any]) -> tuple[str, str, str]:
         raise ApiError(400, "invalid_request", "method must be GET or POST", "method")
     if len(url) > MAX_URL:
         raise ApiError(400, "invalid_request", f"url is longer than {MAX_URL} characters", "url")
+    if any(ord(c) < 0x20 or c == "\x7f" for c in url):  # never a valid URL; PostgreSQL refuses a NUL
+        raise ApiError(400, "invalid_request", "url must not contain control characters: percent-encode "
+                       "them (a NUL is %00)", "url")  # fmt: skip
     try:
         parts = urlsplit(url)
         _ = parts.port
