@@ -230,3 +230,27 @@ def test_a_nul_in_an_ami_field_or_a_path_is_stored_and_looked_up_on_both_stores(
     assert store.call_events("a\x00b") == [(101, event)]  # the payload keeps the NUL (JSON escapes it)
     assert store.call_reached("x\x00y") is None and store.record("x\x00y") is None
     store.close()
+
+
+def test_the_cli_lists_and_retries_deliveries_in_the_database(pg: Backend, tmp_path: Path) -> None:
+    """``ami-bridge deliveries --config`` opens the store the config names (store.url)."""
+    store = pg.open()
+    store.add_subscription(175, "hangup", "http://127.0.0.1:9/", "POST")
+    [d] = store.enqueue(175, {"EventType": "hangup", "CallID": "c1", "EventTime": 1})
+    store.mark(d.id, "failed", 3, status=500, error="HTTP 500")
+    config = tmp_path / "bridge.yaml"
+    config.write_text(f"""
+ami: {{host: 127.0.0.1, username: bridge, secret: x}}
+extensions: [{{id: 175, name: "000*099@pbx.example", type: phone, endpoint: "099"}}]
+{pg.yaml()}
+""")
+
+    def cli(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "bridge", "deliveries", "--config", str(config), *args],
+                              cwd=REPO, capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+        return done.stdout
+
+    assert f'"id": {d.id}' in cli() and "HTTP 500" in cli()
+    assert cli("--retry") == "1 failed deliveries put back in the queue\n"
+    assert [r["id"] for r in store.deliveries("pending")] == [d.id]
+    store.close()
