@@ -44,7 +44,7 @@ from bridge.delivery.guard import GuardedResolver, parse_networks
 from bridge.delivery.http import AiohttpClient, WebhookClient, make_client
 from bridge.hub import EventHub
 from bridge.mqtt import MqttMirror
-from bridge.observability import Parts, Stats, make_registry
+from bridge.observability import Parts, Stats, identity, make_registry
 from bridge.observability import add_routes as add_observability
 from bridge.reload import changed, effective, restart_needed, summary
 from bridge.sdnotify import Notifier, watchdog_loop
@@ -271,7 +271,7 @@ class Daemon:
         source = AmiSource(config.ami, want=early_filter(need), coarse=coarse_filter(need))
         app[ACTIONS_KEY] = source.action
         mirror = self.mirror = MqttMirror(config.mqtt) if config.mqtt is not None else None
-        parts = Parts(self.stats, source, translator, store, dispatcher, mirror)
+        parts = Parts(self.stats, source, translator, store, dispatcher, mirror, identity(config))
         registry, latency = make_registry(parts)
         dispatcher.on_delivered = latency.observe
 
@@ -309,7 +309,7 @@ class Daemon:
         index_credentials(mgmt, config)
         mhost, mport = config.management.host_port
         add_console(mgmt, console, login=config.management.login, hosts=loopback_hosts(mhost))
-        add_observability(mgmt, registry, ready)
+        add_observability(mgmt, registry, ready, parts.about)
         runner = web.AppRunner(app, access_log=None)
         mrunner = web.AppRunner(mgmt, access_log=None)
         await runner.setup()

@@ -4,10 +4,18 @@ Metrics are read from the live objects when scraped (a custom collector), so the
 path only bumps plain counters; the delivery latency histogram is the one metric kept
 by prometheus_client itself. /health answers 200 only when AMI is logged in and the
 store accepts a write, 503 with the reasons otherwise.
+
+Past one machine (several bridges, several Asterisk servers on one database) each
+process says who it is: :func:`identity` gives its ``instance`` (host name and
+management port: stable across restarts, unique per machine), its ``server`` (the AMI
+server's name) and its ``store`` kind; /health carries them and /metrics exports them
+as ``ami_bridge_info{instance, server, store} 1`` (join on it rather than relabelling
+every metric: the metric names and labels stay as they were).
 """
 
 from __future__ import annotations
 
+import socket
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +28,7 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from bridge.ami.source import AmiSource
+    from bridge.config import Config
     from bridge.delivery.dispatcher import Dispatcher
     from bridge.mqtt import MqttMirror
     from bridge.store import Store
@@ -49,6 +58,27 @@ class Parts:
     store: Store
     dispatcher: Dispatcher
     mirror: MqttMirror | None = None
+    #: who this process is (:func:`identity`): /health and ``ami_bridge_info`` say it
+    about: dict[str, str] = field(default_factory=dict)
+
+
+def server_name(config: Config) -> str:
+    """The AMI server's name: ``ami.name`` when the config has one, else ``host:port``."""
+    name = getattr(config.ami, "name", None)  # ami.name (issue 19, part 2): read it once it exists
+    return str(name) if name else f"{config.ami.host}:{config.ami.port}"
+
+
+def identity(config: Config, hostname: str | None = None) -> dict[str, str]:
+    """Which process this is, for /health and ``ami_bridge_info``: ``instance`` is the
+    host name and the management port (two bridges on one machine have two ports; the same
+    bridge restarted keeps its id), ``server`` the AMI server it reads, ``store`` its kind
+    (``sqlite`` or ``postgresql``; never the URL, which may hold a password)."""
+    _, port = config.management.host_port
+    return {
+        "instance": f"{hostname or socket.gethostname()}:{port}",
+        "server": server_name(config),
+        "store": "postgresql" if config.store.url is not None else "sqlite",
+    }
 
 
 class _Collector(Collector):
@@ -57,6 +87,12 @@ class _Collector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         p = self.p
+        if p.about:
+            info = GaugeMetricFamily("ami_bridge_info", "This process: its instance (host:management port), "
+                                     "the AMI server it reads, its store kind; always 1",
+                                     labels=sorted(p.about))  # fmt: skip
+            info.add_metric([p.about[k] for k in sorted(p.about)], 1)
+            yield info
         yield GaugeMetricFamily(
             "ami_bridge_ami_connected", "1 while logged in to AMI", value=int(p.source.connected)
         )
@@ -136,9 +172,10 @@ def make_registry(parts: Parts) -> tuple[CollectorRegistry, Histogram]:
     return registry, latency
 
 
-def add_routes(app: web.Application, registry: CollectorRegistry, ready: Callable[[], list[str]]) -> None:
+def add_routes(app: web.Application, registry: CollectorRegistry, ready: Callable[[], list[str]],
+               about: dict[str, str] | None = None) -> None:  # fmt: skip
     """/metrics and /health, on the management listener (no token: keep it on loopback or a
-    management network)."""
+    management network); /health also says ``about`` (:func:`identity`)."""
 
     async def metrics(request: web.Request) -> web.Response:
         body = generate_latest(registry)
@@ -147,7 +184,9 @@ def add_routes(app: web.Application, registry: CollectorRegistry, ready: Callabl
     async def health(request: web.Request) -> web.Response:
         problems = ready()
         status = 200 if not problems else 503
-        return web.json_response({"ready": not problems, "problems": problems}, status=status)
+        return web.json_response(
+            {"ready": not problems, "problems": problems, **(about or {})}, status=status
+        )
 
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/health", health)

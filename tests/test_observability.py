@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import aiohttp
 
-from bridge.store import Store
-from tests.conftest import REPO, free_port
+from bridge.config import Config, parse_config
+from bridge.observability import identity
+from tests.conftest import REPO, Backend, free_port
 
 
-async def test_health_and_metrics_without_ami(tmp_path: Path) -> None:
-    """Without AMI /health is 503 naming it; /metrics exposes the pipeline's gauges and counters."""
-    db = tmp_path / "bridge.db"
-    store = Store(db)
+async def test_health_and_metrics_without_ami(tmp_path: Path, store_backend: Backend) -> None:
+    """Without AMI /health is 503 naming it; /metrics exposes the pipeline's gauges and counters;
+    both say which process, AMI server and store kind this is (on either store)."""
+    store = store_backend.open()
     store.add_subscription(175, "hangup", "http://127.0.0.1:9/dead", "POST")
     store.enqueue(175, {"EventType": "hangup", "CallID": "c1", "EventTime": 1})
     store.close()
@@ -28,11 +32,14 @@ ami: {{host: 127.0.0.1, port: {free_port()}, username: bridge, secret: x, reconn
 extensions: [{{id: 175, name: "000*099@pbx.example", type: phone, endpoint: "099"}}]
 api: {{listen: "127.0.0.1:{api_port}", tokens: [{{token: token-0123456789abcdef}}]}}
 management: {{listen: "127.0.0.1:{port}"}}
-store: {{path: "{db}"}}
+{store_backend.yaml()}
 delivery: {{backoff_initial: 30, allow_networks: ["127.0.0.0/8"]}}
 """)
     proc = subprocess.Popen([sys.executable, "-m", "bridge", "run", "--config", str(config)], cwd=REPO,
                             stderr=subprocess.DEVNULL)  # fmt: skip
+    ami_port = config.read_text().split("port: ")[1].split(",")[0]
+    who = {"instance": f"{socket.gethostname()}:{port}", "server": f"127.0.0.1:{ami_port}",
+           "store": store_backend.name}  # fmt: skip
     try:
         async with aiohttp.ClientSession() as s:
             for _ in range(100):
@@ -43,7 +50,7 @@ delivery: {{backoff_initial: 30, allow_networks: ["127.0.0.0/8"]}}
                 except aiohttp.ClientError:
                     await asyncio.sleep(0.1)
             assert status == 503
-            assert body == {"ready": False, "problems": ["AMI not logged in"]}
+            assert body == {"ready": False, "problems": ["AMI not logged in"], **who}
             for path in ("/health", "/metrics", "/dashboard/state"):  # the management listener's only
                 async with s.get(f"http://127.0.0.1:{api_port}{path}") as r:
                     assert r.status in (401, 404), (path, r.status)
@@ -56,6 +63,8 @@ delivery: {{backoff_initial: 30, allow_networks: ["127.0.0.0/8"]}}
         assert proc.wait(timeout=15) == 0
     lines = {line.split(" ")[0]: line.split(" ")[1] for line in text.splitlines() if line and line[0] != "#"}
     assert lines["ami_bridge_ami_connected"] == "0.0"
+    info = 'ami_bridge_info{{instance="{instance}",server="{server}",store="{store}"}}'.format(**who)
+    assert lines[info] == "1.0"
     assert lines["ami_bridge_deliveries_pending"] == "1.0"
     assert lines['ami_bridge_deliveries_total{outcome="retry"}'] == "1.0"
     assert lines["ami_bridge_active_calls"] == "0.0"
@@ -64,6 +73,35 @@ delivery: {{backoff_initial: 30, allow_networks: ["127.0.0.0/8"]}}
     assert float(lines["ami_bridge_store_bytes"]) > 0
     assert lines['ami_bridge_store_pruned_total{kind="events"}'] == "0.0"
     assert float(lines["ami_bridge_store_last_prune_timestamp_seconds"]) > 0
+
+
+def _config(store: str) -> Config:
+    return parse_config(f"""
+ami: {{host: pbx1.example, port: 5038, username: bridge, secret: x}}
+extensions: [{{id: 175, name: "000*099@pbx.example", type: phone, endpoint: "099"}}]
+management: {{listen: "127.0.0.1:9181"}}
+{store}
+""")
+
+
+def test_identity_names_instance_server_and_store_kind_never_the_url() -> None:
+    """instance = host name + management port; server = ami.name if the config has one, else
+    AMI host:port; store = its kind, the URL (which may hold a password) nowhere."""
+    sqlite = _config("store: {path: /tmp/x.db}")
+    assert identity(sqlite, "box") == {
+        "instance": "box:9181",
+        "server": "pbx1.example:5038",
+        "store": "sqlite",
+    }
+    pg = _config("store: {url: 'postgresql://bridge:s3cret@db:5432/bridge'}")
+    about = identity(pg, "box")
+    assert about == {"instance": "box:9181", "server": "pbx1.example:5038", "store": "postgresql"}
+    assert "s3cret" not in repr(about)
+    # (ami.name comes with issue 19's part 2; until then a stand-in config carries it)
+    named = cast(
+        Any, SimpleNamespace(**{**dict(pg), "ami": SimpleNamespace(**{**dict(pg.ami), "name": "pbx1"})})
+    )
+    assert identity(cast(Config, named), "box")["server"] == "pbx1"
 
 
 async def test_tokens_and_secrets_never_reach_the_logs(tmp_path: Path) -> None:
