@@ -19,6 +19,8 @@ from bridge.sdnotify import Notifier, watchdog_loop
 from tests.conftest import REPO
 
 UNIT = REPO / "systemd" / "ami-bridge.service"
+#: the template: ami-bridge@NAME runs /etc/ami-bridge/NAME.yaml (one per Asterisk server or HA member)
+TEMPLATE = REPO / "systemd" / "ami-bridge@.service"
 
 
 @pytest.fixture
@@ -380,3 +382,72 @@ def test_the_commented_credentials_are_valid_when_turned_on(tmp_path: Path) -> N
     )
     assert proc.returncode == 0, proc.stderr
     assert [line for line in proc.stderr.splitlines() if copy.name in line] == [], proc.stderr
+
+
+def test_template_unit_is_the_unit_with_the_instance_config() -> None:
+    """ami-bridge@.service: the same settings and sandbox as ami-bridge.service, but
+    ExecStart reads /etc/ami-bridge/<instance>.yaml and the description names the instance."""
+    single, template = parse_unit(UNIT.read_text()), parse_unit(TEMPLATE.read_text())
+    assert template["Service"].pop("ExecStart") == [
+        "/opt/ami-bridge/venv/bin/ami-bridge run --config /etc/ami-bridge/%i.yaml"
+    ]
+    single["Service"].pop("ExecStart")
+    assert template["Service"] == single["Service"]  # ExecReload, watchdog, hardening: all the same
+    assert template["Service"]["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert template["Unit"].pop("Description") == ["ami-bridge %i: Asterisk AMI events to webhooks"]
+    single["Unit"].pop("Description")
+    assert template["Unit"] == single["Unit"]
+    assert template["Install"] == single["Install"]
+    # the commented credentials: a per-instance AMI secret, the database password beside the others
+    creds = [line[1:] for line in TEMPLATE.read_text().splitlines() if line.startswith("#LoadCredential=")]
+    assert creds[:2] == ["LoadCredential=ami-secret:/etc/ami-bridge/%i.ami-secret",
+                         "LoadCredential=db-password:/etc/ami-bridge/db-password"]  # fmt: skip
+
+
+def template_for_checks(tmp_path: Path, name: str, credentials: bool = False) -> Path:
+    """A copy of the template named ``name`` (the template itself or an instance of it),
+    its ExecStart's binary /bin/true (arguments, %i included, kept)."""
+    true = shutil.which("true") or "/bin/true"
+    text = TEMPLATE.read_text().replace(
+        "ExecStart=/opt/ami-bridge/venv/bin/ami-bridge ", f"ExecStart={true} "
+    )
+    assert f"ExecStart={true} run --config /etc/ami-bridge/%i.yaml" in text
+    if credentials:
+        text = text.replace("#LoadCredential=", "LoadCredential=")
+    copy = tmp_path / name
+    copy.write_text(text)
+    return copy
+
+
+@needs_analyze
+@pytest.mark.parametrize("name", ["ami-bridge@.service", "ami-bridge@pbx1.service"])
+@pytest.mark.parametrize("credentials", [False, True])
+def test_systemd_analyze_verifies_the_template(tmp_path: Path, name: str, credentials: bool) -> None:
+    """systemd-analyze verify accepts the template and an instance of it (pbx1), with its
+    commented LoadCredential= lines on or off, with no warning about it."""
+    assert SYSTEMD_ANALYZE is not None
+    copy = template_for_checks(tmp_path, name, credentials)
+    proc = subprocess.run(
+        [SYSTEMD_ANALYZE, "verify", str(copy)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert [line for line in proc.stderr.splitlines() if "ami-bridge@" in line] == [], proc.stderr
+
+
+@needs_analyze
+def test_systemd_analyze_security_of_an_instance(tmp_path: Path) -> None:
+    """An instance of the template is as locked down as the single unit (at most 2.0)."""
+    assert SYSTEMD_ANALYZE is not None
+    copy = template_for_checks(tmp_path, "ami-bridge@pbx1.service")
+    proc = subprocess.run(
+        [SYSTEMD_ANALYZE, "security", "--offline=true", "--threshold=20", str(copy)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if "--offline" in proc.stderr or "--threshold" in proc.stderr:
+        pytest.skip(f"this systemd-analyze has no offline security review: {proc.stderr.strip()}")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    level = proc.stdout.split("Overall exposure level for ami-bridge@pbx1.service:")[1].split()[0]
+    assert float(level) <= 2.0, proc.stdout[-500:]
