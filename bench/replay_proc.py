@@ -88,10 +88,14 @@ async def main() -> None:
     p.add_argument("--rate", type=float, required=True)
     p.add_argument("--eventfilter", type=Path, default=None, metavar="CONFIG.yaml")
     p.add_argument("--spread", type=int, default=1, help="copies of the lab's extensions the calls go round")
+    p.add_argument("--first-copy", type=int, default=0,
+                   help="the first of those copies (bench/cluster.py: one copy per AMI server)")  # fmt: skip
     p.add_argument("fixtures", nargs="+", type=Path)
     args = p.parse_args()
     streams = [
-        (f"{f.stem}-{k}", spread_names(f.read_bytes(), k)) for k in range(args.spread) for f in args.fixtures
+        (f"{f.stem}-{k}", spread_names(f.read_bytes(), k))
+        for k in range(args.first_copy, args.first_copy + args.spread)
+        for f in args.fixtures
     ]
     generated_per_pass = sum(len(split_stream(data)[0]) for _, data in streams)
     if args.eventfilter is not None:
