@@ -9,6 +9,10 @@ Prints ``{"port": ...}`` on stdout, ``{"logged_in": true}`` once the daemon has 
 then waits for a line on stdin before playing; when done it prints
 ``{"sent": <messages>, "generated": <messages>, "calls": ..., "start": <epoch s>, "end": <epoch s>}``.
 
+``--serve --port P``: instead, an AMI server to try the bridge against (README, "Past one
+machine: topologies"): it plays to every client as soon as it logs in, at R calls per
+second, and runs until stopped (Ctrl-C or SIGTERM); nothing is read from stdin.
+
 ``--eventfilter``: send only what Asterisk would send a manager user carrying the lines
 ``ami-bridge eventfilter --config CONFIG.yaml`` prints (their advanced-filter semantics
 applied here: include filters, by event name, one header's value exact or regex);
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import sys
@@ -90,6 +95,8 @@ async def main() -> None:
     p.add_argument("--spread", type=int, default=1, help="copies of the lab's extensions the calls go round")
     p.add_argument("--first-copy", type=int, default=0,
                    help="the first of those copies (bench/cluster.py: one copy per AMI server)")  # fmt: skip
+    p.add_argument("--serve", action="store_true", help="play to every client at login, until stopped")
+    p.add_argument("--port", type=int, default=0, help="the port to listen on (0: a free one)")
     p.add_argument("fixtures", nargs="+", type=Path)
     args = p.parse_args()
     streams = [
@@ -103,8 +110,11 @@ async def main() -> None:
         streams = [(name, b"".join(b for b in split_stream(data)[0] if keep(b))) for name, data in streams]
     passes = -(-args.calls // len(streams))
     replay = ReplayServer(streams, passes=passes, rate=args.rate)
+    if args.serve:
+        say({"port": await replay.start(port=args.port)})
+        await asyncio.Event().wait()  # until stopped
     replay.go.clear()
-    say({"port": await replay.start()})
+    say({"port": await replay.start(port=args.port)})
     await replay.logged_in.wait()
     say({"logged_in": True})
     loop = asyncio.get_running_loop()
@@ -120,4 +130,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    with contextlib.suppress(KeyboardInterrupt):  # --serve: Ctrl-C stops it
+        asyncio.run(main())
