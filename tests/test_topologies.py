@@ -1,11 +1,20 @@
 """The README's "Past one machine: topologies": every config it writes loads, and each
 topology's configs fit together (the HA pair reads one server under one name, N servers
 have N names, one store, no listener twice, an extension in one config only); its
-systemd lines name the template unit and configs that exist."""
+systemd lines name the template unit and configs that exist; and the one-box and
+N-servers try-outs, pasted as they are (on free ports, a real PostgreSQL for N servers),
+deliver what the README says the receiver prints. (The HA pair's try-out needs the
+lab's Asterisk and places calls: tests/lab territory, not run here.)"""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +22,7 @@ import pytest
 import yaml
 
 from bridge.config import AmiConfig, Config, load_config
-from tests.conftest import REPO
+from tests.conftest import REPO, Backend, free_port
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 START = "## Past one machine: topologies"
@@ -148,3 +157,64 @@ def test_listeners_are_the_documented_defaults_or_their_neighbours(tmp_path: Pat
     """The first process of each try-out keeps the defaults the rest of the README uses."""
     first = next(iter(configs(tmp_path, title).values()))[0]
     assert (first.api.listen, first.management.listen) == ("127.0.0.1:8080", "127.0.0.1:8081")
+
+
+def try_out(title: str, tmp_path: Path, store_url: str | None = None) -> str:
+    """The subsection's first shell block as a newcomer would paste it, on free ports, in
+    tmp_path (and on ``store_url``), with this interpreter; its output once the receiver
+    has printed what the README says it prints (or 60 s)."""
+    block = re.search(r"```sh\n(.*?)\n```", subsection(title), re.S)
+    assert block
+    script = block.group(1).replace(".venv/bin/python", sys.executable)
+    script = script.replace(".venv/bin/ami-bridge", f"{sys.executable} -m bridge")
+    script = script.replace("/tmp/ami-bridge-try", str(tmp_path))
+    ports: dict[str, str] = {}
+    script = re.sub(r"\b(15101|15102|9000|8080|8081|8090|8091)\b",
+                    lambda m: ports.setdefault(m.group(1), str(free_port())), script)  # fmt: skip
+    if store_url is not None:
+        script = script.replace("postgresql://bridge:try-password@127.0.0.1:5432/bridge", store_url)
+    if not HAS_AMI_NAME:  # (the one place to drop once ami.name exists)
+        script = re.sub(r"ami: \{name: \w+, ", "ami: {", script)
+    out = tmp_path / "out.txt"
+    (tmp_path / "try.sh").write_text(script + "\nwait\n")
+    with open(out, "wb") as sink:
+        proc = subprocess.Popen(["bash", str(tmp_path / "try.sh")], cwd=REPO, stdout=sink,
+                                stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            text = out.read_text()
+            if all(f'"CalledNumber": "{n}"' in text for n in WANTED[title]) and text.count(
+                '"ready": true'
+            ) == len(WANTED[title]):
+                break
+            time.sleep(0.5)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)  # the block's processes: one process group
+        proc.wait(timeout=30)
+    return out.read_text()
+
+
+#: what the receiver prints per try-out, as its text says: a hangup for each server's callee
+WANTED = {"(a) One box": ["000*102"], "(c) N Asterisk servers": ["000*102", "000*1102"]}
+
+
+def test_the_one_box_try_out_delivers(tmp_path: Path) -> None:
+    """(a)'s commands, pasted: the bridge on SQLite is ready and the receiver gets the hangup."""
+    text = try_out("(a) One box", tmp_path)
+    assert 'POST /hook {"EventType": "hangup"' in text and '"CalledNumber": "000*102"' in text, text[-2000:]
+    assert '"store": "sqlite"' in text and '"ready": true' in text
+
+
+def test_the_n_servers_try_out_delivers_from_both(tmp_path: Path, pg_server: Any) -> None:
+    """(c)'s commands, pasted, on a real PostgreSQL: both bridges ready on the one database,
+    the receiver gets each server's hangup."""
+    text = try_out(
+        "(c) N Asterisk servers", tmp_path, Backend("postgresql", tmp_path, pg_server.url).url("try")
+    )
+    for callee in WANTED["(c) N Asterisk servers"]:
+        assert '"EventType": "hangup", ' in text and f'"CalledNumber": "{callee}"' in text, text[-2000:]
+    assert text.count('"store": "postgresql"') == 2 and text.count('"ready": true') == 2, text[-2000:]
+    if HAS_AMI_NAME:
+        assert '"server": "pbx1"' in text and '"server": "pbx2"' in text
