@@ -87,12 +87,6 @@ class _Collector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         p = self.p
-        if p.about:
-            info = GaugeMetricFamily("ami_bridge_info", "This process: its instance (host:management port), "
-                                     "the AMI server it reads, its store kind; always 1",
-                                     labels=sorted(p.about))  # fmt: skip
-            info.add_metric([p.about[k] for k in sorted(p.about)], 1)
-            yield info
         yield GaugeMetricFamily(
             "ami_bridge_ami_connected", "1 while logged in to AMI", value=int(p.source.connected)
         )
@@ -158,6 +152,12 @@ class _Collector(Collector):
             yield CounterMetricFamily(
                 "ami_bridge_mqtt_published", "Events published", value=p.mirror.published
             )
+        if p.about:
+            info = GaugeMetricFamily("ami_bridge_info", "This process: its instance (host:management port), "
+                                     "the AMI server it reads, its store kind; always 1",
+                                     labels=sorted(p.about))  # fmt: skip
+            info.add_metric([p.about[k] for k in sorted(p.about)], 1)
+            yield info
 
 
 def make_registry(parts: Parts) -> tuple[CollectorRegistry, Histogram]:
