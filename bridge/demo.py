@@ -110,6 +110,8 @@ class ReplayServer:
         self.finished = asyncio.Event()
         self.server: asyncio.Server | None = None
         self.shared = shared
+        #: clients logged in so far
+        self.logins = 0
         #: shared: the connections the stream goes to, and the task playing it
         self._fanout = _Fanout()
         self._player: asyncio.Task[None] | None = None
@@ -136,6 +138,7 @@ class ReplayServer:
             + b"\r\nMessage: Authentication accepted\r\n\r\n"
         )
         writer.write(b"Event: FullyBooted\r\nPrivilege: system,all\r\nStatus: Fully Booted\r\n\r\n")
+        self.logins += 1
         self.logged_in.set()
         pinger = asyncio.ensure_future(self._answer_pings(reader, writer))
         try:
