@@ -300,6 +300,11 @@ class Daemon:
                             store.notifications)  # type: ignore[attr-defined]  # fmt: skip
             log.info("cluster: server %s, bridge %s (leases of %g s)", config.ami.name, owner,
                      config.store.lease)  # fmt: skip
+            try:  # a bridge of this host that died: its leases now, not once they expire
+                for dead in store.release_dead_leases(socket.gethostname()):  # type: ignore[attr-defined]
+                    log.info("subscription leases of %s (no such process any more) released", dead)
+            except StoreError as err:
+                log.warning("%s", err)
         app = make_app(config, store)
         app[DISPATCHER_KEY] = dispatcher
         translator = Translator(config)

@@ -704,6 +704,11 @@ class Store:
 
     # ---- issue 19: the cluster (PostgreSQL only: bridge/store_pg.py) ---------------------
 
+    def refresh(self) -> None:
+        """Read the subscriptions again if another process wrote one since (a cluster's
+        dispatcher sends for subscriptions other bridges' APIs made)."""
+        self._check_others()
+
     def register_extensions(self, server: str, extensions: dict[int, dict[str, Any]]) -> None:
         """Note which server ``extensions`` live on (id: what the API lists of it); one
         process per SQLite store: nothing to share."""

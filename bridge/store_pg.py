@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
 import threading
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -596,6 +597,29 @@ class PgStore(Store):
             await conn.execute(f"LISTEN {CHANNEL}")
             async for notice in conn.notifies():
                 yield notice.payload
+
+    def release_dead_leases(self, host: str) -> list[str]:
+        """Free the leases of bridges of this host (owner ``name@host:pid:...``) whose
+        process is gone (a ``kill -9``, a crash: systemd's restart takes over at once
+        instead of after the lease); the owners freed."""
+        gone = []
+        try:
+            owners = self.db.execute("SELECT DISTINCT owner FROM subscription_leases").fetchall()
+        except psycopg.Error as err:
+            raise StoreError(f"cannot read the subscription leases in {self.path}: {err}") from err
+        for (owner,) in owners:
+            where, _, rest = str(owner).partition("@")[2].rpartition(":")[0].rpartition(":")
+            if where != host or not rest.isdigit():
+                continue
+            try:
+                os.kill(int(rest), 0)
+            except ProcessLookupError:
+                gone.append(str(owner))
+            except OSError:  # alive, another user's
+                continue
+        for owner in gone:
+            self.release_leases(owner)
+        return gone
 
     def release_leases(self, owner: str) -> None:
         """Give up this owner's leases (a clean stop: another bridge takes them at once)."""

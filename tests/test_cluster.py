@@ -5,6 +5,9 @@ server; a call not seen whole is named by the translator (issue 19)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -125,3 +128,20 @@ def test_a_call_whose_first_channel_came_before_the_stream_is_partial() -> None:
         again.feed(m)
     again.mark_partial()
     assert again.partial == {c.call_id for c in again.calls.values()} != set()
+
+
+def test_the_leases_of_a_dead_bridge_of_this_host_are_released_at_start(pg: Backend) -> None:
+    """A restarted bridge (systemd after a kill -9) takes over at once, not after the lease."""
+    url = pg.url()
+    store = PgStore(url)
+    sub = store.add_subscription(101, "hangup", "http://127.0.0.1:9/", "POST").id
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for owner in (f"pbx@host-a:{dead.pid}:aa", f"pbx@host-a:{os.getpid()}:bb", f"pbx@host-b:{dead.pid}:cc"):
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DELETE FROM subscription_leases")
+        assert store.take_leases(owner, 60.0) == {sub}
+        freed = store.release_dead_leases("host-a")
+        assert freed == ([owner] if owner.endswith("aa") else [])  # alive, or another host's: kept
+        assert store.take_leases("other", 60.0) == ({sub} if freed else set())
+    store.close()

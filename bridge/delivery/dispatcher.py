@@ -169,6 +169,10 @@ class Dispatcher:
         self._lease = 15.0
         self._poll_interval = 1.0
         self._poke = asyncio.Event()
+        #: set to renew the leases now (a subscription the last renewal did not know of)
+        self._renew_now = asyncio.Event()
+        #: the subscriptions that existed at the last renewal (held here or elsewhere)
+        self._leased_over: set[int] = set()
         self._cluster_tasks: list[asyncio.Task[None]] = []
         self._listen: Callable[[], AsyncIterator[str]] | None = None
 
@@ -229,6 +233,8 @@ class Dispatcher:
                     q = self._queue(sub_id)
                     q.spilled = True
                     self._run(sub_id, q)
+                elif sub_id not in self._leased_over:  # a new subscription: its lease is free
+                    self._renew_now.set()
             return
         for d in deliveries:
             q = self._queue(d.subscription_id)
@@ -293,6 +299,8 @@ class Dispatcher:
         """Take or renew the leases; forget the queues of subscriptions no longer held."""
         started = time.monotonic()
         assert self.owner is not None
+        self.store.refresh()
+        self._leased_over = {sub.id for sub in self.store.all_subscriptions()}
         held = self.store.take_leases(self.owner, self._lease)  # type: ignore[attr-defined]
         # sure until a third of the lease before it expires (renewed every third)
         self._held_until = started + self._lease * 2 / 3
@@ -322,7 +330,9 @@ class Dispatcher:
                 log.error("%s; this bridge sends nothing once its leases are no longer sure", err)
             except Exception:  # a bug must not end the renewals (the leases would pass)
                 log.exception("renewing the subscription leases failed")
-            await asyncio.sleep(self._lease / 3)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._renew_now.wait(), self._lease / 3)
+            self._renew_now.clear()
 
     async def _polls(self) -> None:
         """Every poll interval, or sooner when another bridge NOTIFYs: read the store for
@@ -339,6 +349,7 @@ class Dispatcher:
                 log.exception("reading the outbox failed")
 
     def _poll(self) -> None:
+        self.store.refresh()  # (a subscription another bridge's API made, changed or deleted)
         self.flush()
         for sub_id in self.store.pending_subscriptions():
             if not self.holds(sub_id):
@@ -608,6 +619,9 @@ class Dispatcher:
     async def _attempt(self, d: Delivery) -> Delivery | None:
         """One attempt; the delivery to try again later (a retry), or None when it is done."""
         sub = self.store.subscription_by_id(d.subscription_id)
+        if sub is None and self.owner is not None:  # made by another bridge's API just now?
+            self.store.refresh()
+            sub = self.store.subscription_by_id(d.subscription_id)
         if sub is None or not sub.enabled:
             self._mark(d.id, "failed", d.attempts, error="subscription deleted or disabled")
             self.outcomes["failed"] += 1
