@@ -129,6 +129,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 1
+    from bridge import logs
+
+    logs.server = config.ami.name  # every line of the run says which Asterisk (issue 19)
     _setup_logging(args.log_format, args.log_level)
     loop_name, loop_factory = _loop_factory()
     logging.getLogger("bridge.cli").info("event loop: %s", loop_name)

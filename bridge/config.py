@@ -167,11 +167,27 @@ class AmiConfig(_Strict):
     ping_interval: Annotated[float, Field(gt=0)] = 10.0
     reconnect_min: Annotated[float, Field(gt=0)] = 0.5
     reconnect_max: Annotated[float, Field(gt=0)] = 30.0
+    #: issue 19: the Asterisk server's name in a cluster (its events, log lines, extension
+    #: registry); every bridge reading the same Asterisk gives the same name
+    name: str = "asterisk"
 
     @model_validator(mode="before")
     @classmethod
     def _from_file(cls, data: Any) -> Any:
         return _secret_from_file(cls, data)
+
+    @field_validator("name")
+    @classmethod
+    def _short_name(cls, value: str) -> str:
+        if not _SERVER_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is not a server name: give 1 to 32 characters of a-z, 0-9, '-' and "
+                             "'_', starting with a letter or digit (e.g. pbx-1); every bridge reading the "
+                             "same Asterisk takes the same name")  # fmt: skip
+        return value
+
+
+#: ``ami.name``: a short identifier (it goes in logs, MQTT topics and the database)
+_SERVER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
 
 class Extension(_Strict):
@@ -461,6 +477,13 @@ class StoreConfig(_Strict):
     password: str | None = Field(default=None, repr=False)
     #: a file holding the database password (instead of ``password``)
     password_file: str | None = None
+    # -- issue 19 (a cluster on PostgreSQL) -----------------------------------------------
+    #: seconds a bridge's claim on a subscription's deliveries lasts without renewal (it
+    #: renews every third of it); a dead bridge's subscriptions pass to another after it
+    lease: Annotated[float, Field(ge=1, le=600)] = 15.0
+    #: seconds between reads of the outbox for deliveries other bridges committed (the
+    #: backstop of the NOTIFY wake-up)
+    poll_interval: Annotated[float, Field(gt=0, le=60)] = 1.0
 
     @model_validator(mode="before")
     @classmethod

@@ -11,6 +11,11 @@ is still translated and committed), stop the API, give in-flight requests
 ``shutdown_grace`` seconds, and leave the rest pending for the next start. SIGHUP
 reloads the configuration file (:meth:`Daemon.reload`) without touching the AMI
 connection or the deliveries in flight.
+
+On a PostgreSQL store the daemon is one bridge of a cluster (issue 19; README, "A
+cluster"): it registers its extensions under ``ami.name``, leaves the events of calls it
+did not see whole to the bridges that did (:attr:`Translator.partial`), and its
+dispatcher sends the subscriptions whose lease it holds.
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
+import secrets
 import signal
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -28,6 +36,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bridge import logs
 from bridge.ami.filter import coarse_filter, early_filter, needs
 from bridge.ami.message import Message
 from bridge.ami.source import AmiSource, SourceItem
@@ -37,6 +46,7 @@ from bridge.api.app import reconfigure_management
 from bridge.api.auth import index_credentials
 from bridge.api.common import CONFIG_KEY, STORE_KEY
 from bridge.api.control import ACTIONS_KEY, TRANSLATOR_KEY
+from bridge.api.extensions import registry_entries
 from bridge.config import Config, ConfigError, load_config, permission_warning
 from bridge.console.web import Console, add_console, loopback_hosts
 from bridge.delivery.dispatcher import Dispatcher
@@ -48,7 +58,7 @@ from bridge.observability import Parts, Stats, identity, make_registry
 from bridge.observability import add_routes as add_observability
 from bridge.reload import changed, effective, restart_needed, summary
 from bridge.sdnotify import Notifier, watchdog_loop
-from bridge.store import Store, StoreError, Subscription, open_store
+from bridge.store import ExtensionConflict, Store, StoreError, Subscription, open_store
 from bridge.translate import Emitted, Translator
 from bridge.translate.translator import PENDING_WAIT_US
 from bridge.voicemail import enrich as enrich_voicemail
@@ -99,6 +109,8 @@ class Daemon:
         self._retired: set[asyncio.Task[None]] = set()
         #: what a reload changes, set by run()
         self._running: Running | None = None
+        #: the store, once run() opened it
+        self._store: Store | None = None
 
     async def _pipeline(
         self,
@@ -149,7 +161,9 @@ class Daemon:
                     if outage:
                         outage = False
                         resynced = await self._resync(source, translator)
-                        self._deliver(resynced, store, dispatcher, hub)
+                        if store.cluster:  # what it did meanwhile is unknown here: see README, A cluster
+                            translator.mark_partial()
+                        self._deliver(resynced, store, dispatcher, hub, every_call=True)
             self._deliver(events, store, dispatcher, hub)
             self.stats.ami_messages += len(items) - changes
 
@@ -212,10 +226,18 @@ class Daemon:
         store: Store,
         dispatcher: Dispatcher,
         hub: EventHub,
+        every_call: bool = False,
     ) -> None:
         """Commit a batch of events (one transaction, with the delivery outcomes known so
-        far), then queue, mirror and show them."""
-        records, done = self.translator.take_recordings() if self.translator is not None else ([], [])
+        far), then queue, mirror and show them. In a cluster, without ``every_call``, the
+        events of calls not seen whole are left out (another bridge saw them whole)."""
+        translator = self.translator
+        if store.cluster and translator is not None and translator.partial:
+            if not every_call:
+                partial = translator.partial
+                events = [e for e in events if e[1].get("CallID") not in partial]
+            translator.forget_partial()
+        records, done = translator.take_recordings() if translator is not None else ([], [])
         if not events and not done:
             return
         spool = self.config.voicemail.spool
@@ -255,12 +277,34 @@ class Daemon:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGHUP, self._on_sighup)  # never its default: death
         self.stats.config_loaded_at = time.time()
-        store = open_store(config.store)
+        store = self._store = open_store(config.store)
+        store.server = logs.server = config.ami.name
+        if store.cluster:  # an extension lives on one server: refused here (ExtensionConflict) if not
+            try:
+                store.register_extensions(config.ami.name, registry_entries(config))
+            except ExtensionConflict:
+                store.close()
+                raise
+            except StoreError as err:  # (a server read-only for now: /health says so)
+                log.error("%s: the other bridges' APIs do not know this server's extensions until "
+                          "a reload (SIGHUP) registers them", err)  # fmt: skip
         store.checkpoint_in_background()
         store.prune_in_background(config.store.retention)
         guard = GuardedResolver(parse_networks(config.delivery.allow_networks))
         client = make_client(config.delivery.client, guard, config.delivery.concurrency)
         dispatcher = Dispatcher(store, config.delivery, client)
+        if store.cluster:
+            owner = f"{config.ami.name}@{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+            store.owner = owner  # type: ignore[attr-defined]  # (a PgStore)
+            dispatcher.lead(owner, config.store.lease, config.store.poll_interval,
+                            store.notifications)  # type: ignore[attr-defined]  # fmt: skip
+            log.info("cluster: server %s, bridge %s (leases of %g s)", config.ami.name, owner,
+                     config.store.lease)  # fmt: skip
+            try:  # a bridge of this host that died: its leases now, not once they expire
+                for dead in store.release_dead_leases(socket.gethostname()):  # type: ignore[attr-defined]
+                    log.info("subscription leases of %s (no such process any more) released", dead)
+            except StoreError as err:
+                log.warning("%s", err)
         app = make_app(config, store)
         app[DISPATCHER_KEY] = dispatcher
         translator = Translator(config)
@@ -414,6 +458,13 @@ class Daemon:
             old = self.config
             later = restart_needed(old, new)
             config = effective(old, new)
+            if self._store is not None and self._store.cluster:
+                try:  # (the running ami.name: a restart-only setting)
+                    self._store.register_extensions(config.ami.name, registry_entries(config))
+                except StoreError as err:
+                    self.stats.config_reloads["refused"] += 1
+                    log.error("reload refused: %s\nstill running the previous configuration", err)
+                    return False
             self._apply(running, old, config)
             self.stats.config_reloads["ok"] += 1
             self.stats.config_loaded_at = time.time()

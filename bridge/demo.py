@@ -87,12 +87,15 @@ class ReplayServer:
     Uniqueids and Linkedids (one pass to one client: the ids stay as recorded, so ids that
     mean something, such as a callback's ``cb-...`` ChannelId, still do).
     ``timestamps=False`` sends every event without its ``Timestamp`` header, as Asterisk
-    does unless ``timestampevents = yes``.
+    does unless ``timestampevents = yes``. ``shared=True`` plays one stream to every
+    connection, as one Asterisk does to several AMI clients (a cluster's bridges, issue
+    19): it starts when the first client logs in, and a client that logs in later (or
+    again) gets it from there on.
     """
 
     def __init__(self, streams: Iterable[tuple[str, bytes]], speed: float = 1.0, max_gap: float = 1.0,
                  passes: int | None = 1, rate: float | None = None,
-                 fresh_ids: bool = True, timestamps: bool = True) -> None:  # fmt: skip
+                 fresh_ids: bool = True, timestamps: bool = True, shared: bool = False) -> None:  # fmt: skip
         self.streams = [(name, split_stream(data)[0]) for name, data in streams]
         self.templates = [_template(blocks) for _, blocks in self.streams]
         self.speed, self.max_gap, self.passes, self.rate = speed, max_gap, passes, rate
@@ -106,6 +109,12 @@ class ReplayServer:
         self.go.set()
         self.finished = asyncio.Event()
         self.server: asyncio.Server | None = None
+        self.shared = shared
+        #: clients logged in so far
+        self.logins = 0
+        #: shared: the connections the stream goes to, and the task playing it
+        self._fanout = _Fanout()
+        self._player: asyncio.Task[None] | None = None
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         self.server = await asyncio.start_server(self._serve, host, port)
@@ -114,6 +123,8 @@ class ReplayServer:
     async def close(self) -> None:
         if self.server is not None:
             self.server.close()
+        if self._player is not None:
+            self._player.cancel()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"Asterisk Call Manager/9.0.0\r\n")
@@ -127,18 +138,30 @@ class ReplayServer:
             + b"\r\nMessage: Authentication accepted\r\n\r\n"
         )
         writer.write(b"Event: FullyBooted\r\nPrivilege: system,all\r\nStatus: Fully Booted\r\n\r\n")
+        self.logins += 1
         self.logged_in.set()
         pinger = asyncio.ensure_future(self._answer_pings(reader, writer))
         try:
             await self.go.wait()
+            if self.shared:
+                self._fanout.writers.add(writer)
+                if self._player is None:
+                    self._player = asyncio.ensure_future(self._play_shared())
+                await pinger  # until the client goes
+                return
             await self._play(writer)
             self.finished.set()
             await pinger
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
+            self._fanout.writers.discard(writer)
             pinger.cancel()
             writer.close()
+
+    async def _play_shared(self) -> None:
+        await self._play(self._fanout)  # type: ignore[arg-type]  # (what _play calls of a writer)
+        self.finished.set()
 
     async def _answer_pings(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
@@ -193,6 +216,27 @@ class ReplayServer:
                 self.sent += 1
             await writer.drain()
             n += 1
+
+
+class _Fanout:
+    """A writer that writes to every connection of a shared replay (one dropped on error)."""
+
+    def __init__(self) -> None:
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    def write(self, data: bytes) -> None:
+        for writer in list(self.writers):
+            if writer.is_closing():
+                self.writers.discard(writer)
+            else:
+                writer.write(data)
+
+    async def drain(self) -> None:
+        for writer in list(self.writers):
+            try:
+                await writer.drain()
+            except ConnectionError:
+                self.writers.discard(writer)
 
 
 def management_port(api_port: int) -> int:

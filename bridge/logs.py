@@ -8,6 +8,8 @@ import time
 from typing import Any
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+#: the ``ami.name`` of the Asterisk this process reads (the daemon sets it): every line has it
+server: str | None = None
 
 
 class JsonFormatter(logging.Formatter):
@@ -19,6 +21,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        if server is not None:
+            doc["server"] = server
         for key, value in record.__dict__.items():
             if key not in _STANDARD:
                 doc[key] = value

@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import re
 import secrets
 import sqlite3
 import threading
@@ -48,11 +49,13 @@ log = logging.getLogger(__name__)
 #: 5 (issue 18): per-subscription signing secrets, rate limit and ordering (_SUBSCRIPTIONS_5),
 #: ``delivery_attempts`` (every attempt) and ``subscriptions.failing_since``; a version-4
 #: store gets them on opening (_SUBSCRIPTIONS_5, _UPGRADE_5_RETRY)
-SCHEMA_VERSION = 5
+#: 6 (issue 19, cluster): ``events.server``, the ``ami.name`` of the Asterisk an event
+#: came from (the PostgreSQL store also gets the cluster's tables: bridge/store_pg.py)
+SCHEMA_VERSION = 6
 #: the migrations after version 5, in order: (the version it brings a store to, its SQL),
 #: run on opening a store below it (SCHEMA_VERSION is the last one's; bridge/store_pg.py's
 #: MIGRATIONS gets the same version)
-UPGRADES: tuple[tuple[int, str], ...] = ()
+UPGRADES: tuple[tuple[int, str], ...] = ((6, "ALTER TABLE events ADD COLUMN server TEXT"),)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS subscriptions (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -182,6 +185,10 @@ class StoreError(Exception):
     """The store cannot be opened or written (path, permissions, full disk...)."""
 
 
+class ExtensionConflict(StoreError):
+    """An extension id another server of the cluster registered (issue 19)."""
+
+
 #: what the database drivers raise (SQLite's, PostgreSQL's: bridge/store_pg.py)
 DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
 
@@ -236,6 +243,12 @@ class Subscription:
 class Store:
     """Synchronous SQLite access; callers run it where blocking briefly is acceptable."""
 
+    #: the ``ami.name`` written with each event (the daemon sets it)
+    server: str | None = None
+    #: several bridges share this store (PostgreSQL): event ids are deduplicated, deliveries
+    #: are sent under leases, extensions are registered (issue 19; SQLite: one process)
+    cluster = False
+
     def __init__(self, path: str | Path, synchronous: str = "normal") -> None:
         self.path = str(path)
         if self.path != ":memory:":
@@ -288,8 +301,16 @@ class Store:
             for version, script in UPGRADES:  # after version 5: one numbered step each
                 if before < version:
                     for statement in _statements(script):
-                        self.db.execute(statement)
+                        if not self._has_column(statement):  # (a store made by a newer one, relabelled)
+                            self.db.execute(statement)
             self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _has_column(self, statement: str) -> bool:
+        """Whether ``statement`` is an ``ALTER TABLE t ADD COLUMN c`` whose column is there already."""
+        m = re.match(r"\s*ALTER TABLE (\w+) ADD COLUMN (\w+)", statement)
+        if m is None:
+            return False
+        return m.group(2) in {r[1] for r in self.db.execute(f"PRAGMA table_info({m.group(1)})")}
 
     def close(self) -> None:
         if self.pruning is not None:
@@ -630,7 +651,8 @@ class Store:
                     kind = event["EventType"]
                     event_id += 1
                     call_id, event_time = event.get("CallID"), event.get("EventTime")
-                    event_rows.append((event_id, extension_id, kind, _to_json(event), call_id, event_time))
+                    event_rows.append((event_id, extension_id, kind, _to_json(event), call_id, event_time,
+                                       self.server))  # fmt: skip
                     if call_id is not None and kind not in MESSAGE_EVENTS:  # calls only
                         calls.setdefault(call_id, event_time or 0)
                         reached.add((call_id, extension_id))
@@ -639,8 +661,8 @@ class Store:
                         delivery_rows.append((delivery_id, event_id, sub.id))
                         out.append(Delivery(delivery_id, event_id, sub.id, 0, 0.0, event))
                 self.db.executemany(
-                    "INSERT INTO events (id, extension_id, event_type, payload, call_id, event_time) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO events (id, extension_id, event_type, payload, call_id, event_time, server) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     event_rows,
                 )
                 self.db.executemany(_INSERT_CALL, calls.items())
@@ -679,6 +701,21 @@ class Store:
             top = self.db.execute(f"SELECT MAX(id) FROM {table}").fetchone()[0]  # table: one of ours
             last = max(row[0] if row else 0, top or 0)
         return last
+
+    # ---- issue 19: the cluster (PostgreSQL only: bridge/store_pg.py) ---------------------
+
+    def refresh(self) -> None:
+        """Read the subscriptions again if another process wrote one since (a cluster's
+        dispatcher sends for subscriptions other bridges' APIs made)."""
+        self._check_others()
+
+    def register_extensions(self, server: str, extensions: dict[int, dict[str, Any]]) -> None:
+        """Note which server ``extensions`` live on (id: what the API lists of it); one
+        process per SQLite store: nothing to share."""
+
+    def registered_extensions(self) -> dict[int, tuple[str, dict[str, Any]]]:
+        """Every extension of the cluster: id -> (server, what the API lists); none here."""
+        return {}
 
     def count_deliveries(self, state: str) -> int:
         return int(self.db.execute(f"SELECT COUNT(*) FROM deliveries WHERE {_state(state)}").fetchone()[0])

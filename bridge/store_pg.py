@@ -11,18 +11,22 @@ the size on disk, and the check for other processes' writes (``store_versions``:
 counters that triggers bump when a subscription changes, or a delivery is put back in
 the queue, in place of ``PRAGMA data_version``).
 
-The write methods are where later work goes: idempotent event inserts and claimed
-deliveries (issue 19, items 2-3) belong in :meth:`PgStore.enqueue_many` and the outcome
-writes, each one transaction as here.
+Several bridges share it (issue 19, a cluster): :meth:`PgStore.enqueue_many` inserts
+each event once, whichever bridge commits it first (its deterministic :func:`event_key`),
+under its server's advisory lock; :meth:`PgStore.take_leases` gives each subscription's
+deliveries to one bridge at a time; :meth:`PgStore.register_extensions` says which
+server each extension lives on. README, "A cluster", says what it guarantees.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import os
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -35,6 +39,7 @@ from bridge.store import (
     _RECORDED,
     MESSAGE_EVENTS,
     Delivery,
+    ExtensionConflict,
     Mark,
     Outcomes,
     Store,
@@ -51,7 +56,7 @@ if TYPE_CHECKING:
 
 #: the schema's version once every migration ran (the SQLite store's numbering: the same
 #: tables at the same version)
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: seconds to wait for the server when connecting
 CONNECT_TIMEOUT = 10
 #: the advisory lock (pg_advisory_xact_lock) that makes bridges starting together migrate
@@ -157,9 +162,32 @@ CREATE TRIGGER deliveries_requeued AFTER UPDATE OF state ON deliveries
     FOR EACH ROW WHEN (NEW.state = 'pending' AND OLD.state <> 'pending')
     EXECUTE FUNCTION bump_store_version('deliveries');
 """
-#: the migrations, in order: (the version it brings the schema to, its SQL). Version 6
+#: version 6 (issue 19, the cluster): each event's server and deterministic key (unique:
+#: the second bridge's copy of an event is not inserted), the extensions each server's
+#: bridges serve, and the leases on subscriptions (one bridge sends a subscription's
+#: deliveries at a time)
+_SCHEMA_6 = """
+ALTER TABLE events ADD COLUMN server TEXT;
+ALTER TABLE events ADD COLUMN event_key BYTEA;
+CREATE UNIQUE INDEX events_by_key ON events (event_key);
+CREATE TABLE cluster_extensions (
+    id         BIGINT PRIMARY KEY,
+    server     TEXT NOT NULL,
+    info       TEXT NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE subscription_leases (
+    subscription_id BIGINT PRIMARY KEY,
+    owner           TEXT NOT NULL,
+    expires_at      TIMESTAMPTZ NOT NULL
+);
+"""
+#: the migrations, in order: (the version it brings the schema to, its SQL). Version 7
 #: is one more entry here (and one in the SQLite store's bridge/store.py).
-MIGRATIONS: tuple[tuple[int, str], ...] = ((5, _SCHEMA_5),)
+MIGRATIONS: tuple[tuple[int, str], ...] = ((5, _SCHEMA_5), (6, _SCHEMA_6))
+#: the channel bridges NOTIFY when they commit deliveries (the payload: the committing
+#: bridge's lease owner id, so that it can ignore its own)
+CHANNEL = "ami_bridge_deliveries"
 
 
 #: the subscriptions' version (has another process written one?) and new ids: ? events, ? deliveries
@@ -168,6 +196,40 @@ _VERSION_AND_IDS = (
     "ARRAY(SELECT nextval('events_id_seq') FROM generate_series(1, ?)), "
     "ARRAY(SELECT nextval('deliveries_id_seq') FROM generate_series(1, ?))"
 )
+#: the same, and which of the keys ? the events table already has
+_VERSION_IDS_AND_KNOWN = (
+    "SELECT (SELECT version FROM store_versions WHERE name = 'subscriptions'), "
+    "ARRAY(SELECT nextval('events_id_seq') FROM generate_series(1, ?)), "
+    "ARRAY(SELECT nextval('deliveries_id_seq') FROM generate_series(1, ?)), "
+    "ARRAY(SELECT event_key FROM events WHERE event_key = ANY(?))"
+)
+#: take (or renew) the lease of every subscription that is free, expired or ours already
+_TAKE_LEASES = (
+    "INSERT INTO subscription_leases (subscription_id, owner, expires_at) "
+    "SELECT id, ?, now() + make_interval(secs => ?) FROM subscriptions ORDER BY id "
+    "ON CONFLICT (subscription_id) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at "
+    "WHERE subscription_leases.owner = EXCLUDED.owner OR subscription_leases.expires_at < now() "
+    "RETURNING subscription_id"
+)
+
+
+def event_key(server: str | None, extension_id: int, event: dict[str, Any]) -> bytes | None:
+    """An event's deterministic id: the same in every bridge that translated it from the
+    same stream. A component (SubCallID) of one extension emits at most one event of each
+    type (dial-in/dial-out, answer, hangup, voicemail); a message is its own CallID and
+    SubCallID (its Uniqueid). So (server, extension, type, CallID, SubCallID) names one.
+    None (never deduplicated) for an event without CallID or SubCallID: no translator's."""
+    call_id, sub_id = event.get("CallID"), event.get("SubCallID")
+    if call_id is None or sub_id is None:
+        return None
+    parts = (server or "", str(extension_id), str(event.get("EventType")), str(call_id), str(sub_id))
+    return hashlib.blake2b("\x00".join(parts).encode(), digest_size=16).digest()
+
+
+def server_lock(server: str | None) -> int:
+    """The advisory lock (a signed 64-bit key) a server's bridges commit events under."""
+    digest = hashlib.blake2b(b"ami-bridge events " + (server or "").encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def masked(url: str) -> str:
@@ -266,6 +328,10 @@ class PgConnection:
 
 class PgStore(Store):
     """The store in a PostgreSQL database; see the module's docstring."""
+
+    cluster = True
+    #: the lease owner id of this bridge (the dispatcher's), sent with NOTIFY
+    owner = ""
 
     def __init__(self, url: str, password: str | None = None) -> None:
         self.url = url
@@ -397,16 +463,28 @@ class PgStore(Store):
     ) -> list[Delivery]:
         """As the SQLite store's: the events, their deliveries, the outcomes, recordings and
         complete channels in one transaction; the ids from the tables' sequences (one round
-        trip for all of them)."""
+        trip for all of them).
+
+        For a cluster (issue 19): the transaction holds the server's advisory lock
+        (:func:`server_lock`), so the bridges reading one Asterisk commit one after the
+        other and ids follow commit order; an event whose key (:func:`event_key`) is
+        already stored, the same event committed by another bridge, is left out with its
+        deliveries (the second copy is a no-op); new deliveries NOTIFY :data:`CHANNEL`."""
         batch = list(events)
+        server = self.server
         try:
             self._subscriptions()
+            keys = [event_key(server, ext, event) for ext, event in batch]
             # one pipeline: what the transaction sends waits for no answer but the ids'
             with self._write(), self._pg.conn.pipeline():
+                if batch:
+                    self.db.execute("SELECT pg_advisory_xact_lock(?)", (server_lock(server),))
                 wanted = self._wanted(batch)
-                row = self.db.execute(_VERSION_AND_IDS, (len(batch), wanted)).fetchone()
+                row = self.db.execute(
+                    _VERSION_IDS_AND_KNOWN, (len(batch), wanted, [k for k in keys if k is not None])
+                ).fetchone()
                 assert row is not None
-                version, new_events, new_deliveries = row
+                version, new_events, new_deliveries, known = row
                 if version != self._version:  # another process wrote a subscription: read again
                     self._version = version
                     self._forget()
@@ -416,6 +494,7 @@ class PgStore(Store):
                         row = self.db.execute(_VERSION_AND_IDS, (0, more)).fetchone()
                         assert row is not None
                         new_deliveries += row[2]
+                seen = {bytes(k) for k in known}
                 by_key = self._by_key
                 event_ids, delivery_ids = iter(sorted(new_events)), iter(sorted(new_deliveries))
                 out: list[Delivery] = []
@@ -423,21 +502,26 @@ class PgStore(Store):
                 delivery_rows = []
                 calls: dict[str, int] = {}
                 reached: set[tuple[str, int]] = set()
-                for extension_id, event in batch:
+                for (extension_id, event), key in zip(batch, keys, strict=True):
                     kind = event["EventType"]
-                    event_id = next(event_ids)
                     call_id, event_time = event.get("CallID"), event.get("EventTime")
-                    event_rows.append((event_id, extension_id, kind, _to_json(event), call_id, event_time))
                     if call_id is not None and kind not in MESSAGE_EVENTS:
                         calls.setdefault(call_id, event_time or 0)
                         reached.add((call_id, extension_id))
+                    if key is not None:
+                        if key in seen:  # stored already (by another bridge): a no-op
+                            continue
+                        seen.add(key)
+                    event_id = next(event_ids)
+                    event_rows.append((event_id, extension_id, kind, _to_json(event), call_id, event_time,
+                                       server, key))  # fmt: skip
                     for sub in by_key.get((extension_id, kind), ()):
                         delivery_id = next(delivery_ids)
                         delivery_rows.append((delivery_id, event_id, sub.id))
                         out.append(Delivery(delivery_id, event_id, sub.id, 0, 0.0, event))
                 self.db.executemany(
-                    "INSERT INTO events (id, extension_id, event_type, payload, call_id, event_time) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO events (id, extension_id, event_type, payload, call_id, event_time, server, "
+                    "event_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING",
                     event_rows,
                 )
                 self.db.executemany(_INSERT_CALL, sorted(calls.items()))
@@ -449,6 +533,97 @@ class PgStore(Store):
                 )
                 if marks:
                     self._write_outcomes(marks)
+                if delivery_rows:  # the other bridges' dispatchers look (sent at COMMIT)
+                    self.db.execute("SELECT pg_notify(?, ?)", (CHANNEL, self.owner))
         except psycopg.Error as err:
             raise StoreError(f"cannot commit the event to {self.path}: {err}") from err
         return out
+
+    # ---- issue 19: the cluster --------------------------------------------------------------
+
+    def register_extensions(self, server: str, extensions: dict[int, dict[str, Any]]) -> None:
+        """Note that ``extensions`` live on ``server`` (the API of every bridge lists them and
+        takes subscriptions for them); the ones this server registered before and no longer
+        has are forgotten. An id another server registered is refused (ExtensionConflict,
+        nothing written): an extension lives on one server."""
+        try:
+            with self._write():
+                self.db.execute("SELECT pg_advisory_xact_lock(?)", (server_lock("registry"),))
+                ids = sorted(extensions)
+                taken = self.db.execute(
+                    "SELECT id, server FROM cluster_extensions WHERE id = ANY(?) AND server <> ? ORDER BY id",
+                    (ids, server),
+                ).fetchall()
+                if taken:
+                    listed = ", ".join(f"{i} (on {s!r})" for i, s in taken[:10])
+                    raise ExtensionConflict(
+                        f"extensions: {listed} already belong to another server of the cluster sharing "
+                        f"{self.path}; this one is ami.name {server!r}. An extension id is unique across the "
+                        "cluster: list each extension only in the config of the bridges of the Asterisk it "
+                        "lives on (one config per server, each with its own ami.name), or give it another id"
+                    )
+                self.db.execute("DELETE FROM cluster_extensions WHERE server = ? AND NOT (id = ANY(?))",
+                                (server, ids))  # fmt: skip
+                self.db.executemany(
+                    "INSERT INTO cluster_extensions (id, server, info) VALUES (?, ?, ?) "
+                    "ON CONFLICT (id) DO UPDATE SET info = EXCLUDED.info, updated_at = now()",
+                    [(i, server, json.dumps(extensions[i])) for i in ids],
+                )
+        except psycopg.Error as err:
+            raise StoreError(f"cannot register the extensions in {self.path}: {err}") from err
+
+    def registered_extensions(self) -> dict[int, tuple[str, dict[str, Any]]]:
+        rows = self.db.execute("SELECT id, server, info FROM cluster_extensions ORDER BY id")
+        return {int(r[0]): (str(r[1]), json.loads(r[2])) for r in rows}
+
+    def take_leases(self, owner: str, seconds: float) -> set[int]:
+        """Take every subscription's lease that is free or expired and renew this owner's,
+        for ``seconds`` (the server's clock); the subscriptions whose lease it holds now."""
+        try:
+            rows = self.db.execute(_TAKE_LEASES, (owner, float(seconds))).fetchall()
+        except psycopg.Error as err:
+            raise StoreError(f"cannot renew the subscription leases in {self.path}: {err}") from err
+        return {int(r[0]) for r in rows}
+
+    async def notifications(self) -> AsyncIterator[str]:
+        """The payloads of :data:`CHANNEL`'s NOTIFYs (LISTEN on a connection of its own)."""
+        params: dict[str, Any] = conninfo_to_dict(self.url)
+        if self.password is not None:
+            params["password"] = self.password
+        params.setdefault("connect_timeout", CONNECT_TIMEOUT)
+        params.setdefault("application_name", "ami-bridge listen")
+        conn = await psycopg.AsyncConnection.connect(make_conninfo(**params), autocommit=True)
+        async with conn:
+            await conn.execute(f"LISTEN {CHANNEL}")
+            async for notice in conn.notifies():
+                yield notice.payload
+
+    def release_dead_leases(self, host: str) -> list[str]:
+        """Free the leases of bridges of this host (owner ``name@host:pid:...``) whose
+        process is gone (a ``kill -9``, a crash: systemd's restart takes over at once
+        instead of after the lease); the owners freed."""
+        gone = []
+        try:
+            owners = self.db.execute("SELECT DISTINCT owner FROM subscription_leases").fetchall()
+        except psycopg.Error as err:
+            raise StoreError(f"cannot read the subscription leases in {self.path}: {err}") from err
+        for (owner,) in owners:
+            where, _, rest = str(owner).partition("@")[2].rpartition(":")[0].rpartition(":")
+            if where != host or not rest.isdigit():
+                continue
+            try:
+                os.kill(int(rest), 0)
+            except ProcessLookupError:
+                gone.append(str(owner))
+            except OSError:  # alive, another user's
+                continue
+        for owner in gone:
+            self.release_leases(owner)
+        return gone
+
+    def release_leases(self, owner: str) -> None:
+        """Give up this owner's leases (a clean stop: another bridge takes them at once)."""
+        try:
+            self.db.execute("DELETE FROM subscription_leases WHERE owner = ?", (owner,))
+        except psycopg.Error as err:
+            raise StoreError(f"cannot release the subscription leases in {self.path}: {err}") from err

@@ -364,7 +364,7 @@ def test_a_version_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
     indexes = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"subscriptions_ext", "deliveries_pending_by_subscription", "deliveries_failed"} <= indexes
     assert "deliveries_pending" not in indexes
-    assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     assert store.call_events("old") == [(175, {"CallID": "old"})]  # indexed for the call history
     assert store.call_reached("old") == {175}
     assert store.pending_subscriptions() == [1]

@@ -328,7 +328,7 @@ def test_a_version_3_store_upgrades_on_opening(tmp_path: Path) -> None:
     db.close()
     s = Store(path)
     try:
-        assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
         names = {r[0] for r in s.db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert {"deliveries_by_event", "records_by_call"} <= names
         assert len(s.call_events("c")) == 3 and s.count_deliveries("pending") == 1

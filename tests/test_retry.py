@@ -510,7 +510,7 @@ def test_a_version_4_store_is_upgraded(tmp_path: Path) -> None:
                      "PRAGMA user_version=4;")  # fmt: skip
     db.close()
     s = Store(path)
-    assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     assert s.failing() == {} and s.count_deliveries("pending") == 1 and s.subscription_by_id(sub.id)
     s.mark_many([("failed", 1, 0.0, 500, None, 1)])
     assert s.attempts(delivery_id=1) == []

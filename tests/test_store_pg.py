@@ -35,11 +35,11 @@ def pg(pg_server: Any, tmp_path: Path) -> Backend:
 def test_an_empty_database_is_migrated_and_opening_again_changes_nothing(pg: Backend) -> None:
     url = pg.url()
     store = PgStore(url)
-    assert store.schema_version() == SCHEMA_VERSION == 5
+    assert store.schema_version() == SCHEMA_VERSION == 6
     sub = store.add_subscription(101, "dial-in", "http://127.0.0.1:9/", "POST")
     store.close()
-    again = PgStore(url)  # version 5 already: no migration runs, nothing is lost
-    assert again.schema_version() == 5
+    again = PgStore(url)  # version 6 already: no migration runs, nothing is lost
+    assert again.schema_version() == 6
     assert again.all_subscriptions() == [sub]
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT COUNT(*) FROM schema_version").fetchone() == (1,)
@@ -51,7 +51,7 @@ def test_a_database_from_a_newer_bridge_is_refused_with_the_fix(pg: Backend) -> 
     PgStore(url).close()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("UPDATE schema_version SET version = 99")
-    with pytest.raises(StoreError, match="schema version 99, newer than this ami-bridge's 5: upgrade"):
+    with pytest.raises(StoreError, match="schema version 99, newer than this ami-bridge's 6: upgrade"):
         PgStore(url)
 
 
@@ -204,10 +204,10 @@ def test_the_doctor_checks_the_database(pg: Backend) -> None:
 
     empty = check(StoreConfig(url=url))
     assert [level for level, _ in empty] == ["OK", "OK", "OK"]
-    assert "schema version none (an empty database); the bridge migrates it to 5" in empty[1][1]
+    assert "schema version none (an empty database); the bridge migrates it to 6" in empty[1][1]
     assert "writable" in empty[2][1]
     PgStore(url).close()
-    assert check(StoreConfig(url=url))[1] == ("OK", "store: schema version 5")
+    assert check(StoreConfig(url=url))[1] == ("OK", "store: schema version 6")
     with psycopg.connect(url) as conn:  # the doctor's table was rolled back
         assert conn.execute("SELECT to_regclass('ami_bridge_doctor')").fetchone() == (None,)
     [(level, text)] = check(StoreConfig(url=f"postgresql://bridge:pw@127.0.0.1:{free_port()}/bridge"))

@@ -19,7 +19,7 @@ from bridge.api import make_app
 from bridge.config import DeliveryConfig, parse_config
 from bridge.delivery.dispatcher import Dispatcher
 from bridge.delivery.http import WebhookClient
-from bridge.store import Store
+from bridge.store import SCHEMA_VERSION, Store
 from tests.conftest import Backend
 
 LOOPBACK = ["127.0.0.0/8"]
@@ -290,4 +290,4 @@ async def test_a_version_4_store_gets_the_new_columns(tmp_path: Path) -> None:
         "strict",
         1,
     )
-    assert store.db.execute("PRAGMA user_version").fetchone()[0] == 5
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6

@@ -83,10 +83,15 @@ def row_id(raw: str) -> int | None:
     return int(raw)
 
 
-def extension_id(request: web.Request) -> int:
-    """The ``{extension_id}`` of the path: a configured extension the request may act on."""
+def extension_id(request: web.Request, cluster: bool = False) -> int:
+    """The ``{extension_id}`` of the path: a configured extension the request may act on
+    (``cluster``: or one another server of the cluster registered, issue 19)."""
     raw = request.match_info["extension_id"]
-    if not (raw.isascii() and raw.isdigit()) or request.app[CONFIG_KEY].extension(int(raw)) is None:
+    if not (raw.isascii() and raw.isdigit()):
+        raise ApiError(404, "not_found", f"no extension {raw!r}", "extension_id")
+    if request.app[CONFIG_KEY].extension(int(raw)) is None and not (
+        cluster and len(raw) <= 18 and int(raw) in request.app[STORE_KEY].registered_extensions()
+    ):
         raise ApiError(404, "not_found", f"no extension {raw!r}", "extension_id")
     ext_id = int(raw)
     if not request[PRINCIPAL_KEY].covers(ext_id):

@@ -11,8 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.api.common import CONFIG_KEY, PRINCIPAL_KEY, ApiError, extension_id, route
-from bridge.config import Extension
+from bridge.api.common import CONFIG_KEY, PRINCIPAL_KEY, STORE_KEY, ApiError, extension_id, route
+from bridge.config import Config, Extension
 
 
 def client_of(request: web.Request) -> str:
@@ -39,6 +39,12 @@ def public(ext: Extension, client_id: str) -> dict[str, Any]:
     return out
 
 
+def registry_entries(config: Config) -> dict[int, dict[str, Any]]:
+    """What the cluster's registry keeps of each configured extension (issue 19): what the
+    API lists of it, but its client."""
+    return {e.id: {k: v for k, v in public(e, "").items() if k != "client_id"} for e in config.extensions}
+
+
 def _positive(request: web.Request, name: str, default: int, most: int) -> int:
     raw = request.query.get(name)
     if raw is None:
@@ -57,26 +63,44 @@ async def list_extensions(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid_request", "type must be phone, queue or ivr", "type")
     page = _positive(request, "page", 1, 1_000_000)
     per_page = _positive(request, "per_page", 1000, 1000)
+    config = request.app[CONFIG_KEY]
     found = [
-        e for e in request.app[CONFIG_KEY].extensions
+        public(e, client_id) for e in config.extensions
         if principal.covers(e.id) and (name is None or name in (e.extended, e.name))
         and (kind is None or e.type == kind) and status in (None, "active")
     ]  # fmt: skip
+    registry = request.app[STORE_KEY].registered_extensions()
+    if registry:  # a cluster (issue 19): every server's extensions, each saying which
+        found = [{**e, "server": config.ami.name} for e in found]
+        found += [
+            {**info, "client_id": client_id, "server": server} for ext_id, (server, info) in registry.items()
+            if config.extension(ext_id) is None and principal.covers(ext_id)
+            and (name is None or name in (info.get("name"), info.get("full_name")))
+            and (kind is None or info.get("type") == kind) and status in (None, "active")
+        ]  # fmt: skip
+        found.sort(key=lambda e: int(e["id"]))
     start = (page - 1) * per_page
-    return web.json_response([public(e, client_id) for e in found[start : start + per_page]])
+    return web.json_response(found[start : start + per_page])
+
+
+def _one(request: web.Request, client_id: str) -> dict[str, Any]:
+    """One extension: configured here, or (a cluster) registered by another server."""
+    ext_id = extension_id(request, cluster=True)
+    config = request.app[CONFIG_KEY]
+    ext = config.extension(ext_id)
+    registry = request.app[STORE_KEY].registered_extensions()
+    if ext is not None:
+        return {**public(ext, client_id), "server": config.ami.name} if registry else public(ext, client_id)
+    server, info = registry[ext_id]  # extension_id() found it there
+    return {**info, "client_id": client_id, "server": server}
 
 
 async def one_of_client(request: web.Request) -> web.Response:
-    client_id = client_of(request)
-    ext = request.app[CONFIG_KEY].extension(extension_id(request))
-    assert ext is not None  # extension_id() found it
-    return web.json_response(public(ext, client_id))
+    return web.json_response(_one(request, client_of(request)))
 
 
 async def one(request: web.Request) -> web.Response:
-    ext = request.app[CONFIG_KEY].extension(extension_id(request))
-    assert ext is not None
-    return web.json_response(public(ext, request[PRINCIPAL_KEY].client_id))
+    return web.json_response(_one(request, request[PRINCIPAL_KEY].client_id))
 
 
 def add_routes(app: web.Application) -> None:

@@ -146,7 +146,7 @@ async def _guard(request: web.Request, url: str) -> None:
 
 
 async def create(request: web.Request) -> web.Response:
-    ext_id = extension_id(request)
+    ext_id = extension_id(request, cluster=True)
     data = await json_body(request)
     url, event_type, method = validate_subscription(data)
     overlap = request.app[CONFIG_KEY].delivery.secret_rotation_overlap
@@ -167,18 +167,18 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def list_(request: web.Request) -> web.Response:
-    ext_id = extension_id(request)
+    ext_id = extension_id(request, cluster=True)
     return web.json_response([s.public() for s in request.app[STORE_KEY].subscriptions(ext_id)])
 
 
 async def delete_all(request: web.Request) -> web.Response:
-    ext_id = extension_id(request)
+    ext_id = extension_id(request, cluster=True)
     request.app[STORE_KEY].delete_subscriptions(ext_id)
     return web.Response(status=204)
 
 
 def _existing(request: web.Request) -> Subscription:
-    ext_id = extension_id(request)
+    ext_id = extension_id(request, cluster=True)
     sub_id = _sub_id(request)
     sub = request.app[STORE_KEY].subscription(ext_id, sub_id)
     if sub is None:

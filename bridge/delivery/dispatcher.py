@@ -43,17 +43,27 @@ key) by the next process, which at-least-once allows. The store is read at start
 by :meth:`Dispatcher.wake`, which picks up pending deliveries not queued here (the
 API's retry of failed ones); :meth:`Dispatcher.start` also calls it when another
 process has written the store (``ami-bridge deliveries --retry``).
+
+In a cluster (a PostgreSQL store several bridges share, issue 19: :meth:`Dispatcher.lead`)
+a bridge sends only the subscriptions whose lease it holds (``store.lease`` seconds,
+renewed every third of it; a dead bridge's leases pass to another once expired), and
+reads their deliveries from the store, oldest id first (ids follow commit order there),
+whoever committed them: after its own commits, when another bridge NOTIFYs, and every
+``store.poll_interval`` seconds (the backstop). Its in-memory queue of a subscription is
+dropped as soon as its lease is no longer sure (a third of the lease before it expires).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
+import math
 import random
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from urllib.parse import urlsplit
 
 from aiolimiter import AsyncLimiter
@@ -150,6 +160,34 @@ class Dispatcher:
         self.disabled: Counter[str] = Counter({"gone": 0, "failing": 0})
         #: called with (subscription, enabled, reason) when one is disabled or enabled again
         self.on_status: Callable[[Subscription, bool, str | None], None] | None = None
+        # ---- a cluster (issue 19): see lead() ----
+        #: this bridge's lease owner id; None: not in a cluster (every subscription is ours)
+        self.owner: str | None = None
+        #: the subscriptions whose lease it holds, until ``_held_until`` (monotonic)
+        self._held: set[int] = set()
+        self._held_until = -math.inf
+        self._lease = 15.0
+        self._poll_interval = 1.0
+        self._poke = asyncio.Event()
+        #: set to renew the leases now (a subscription the last renewal did not know of)
+        self._renew_now = asyncio.Event()
+        #: the subscriptions that existed at the last renewal (held here or elsewhere)
+        self._leased_over: set[int] = set()
+        self._cluster_tasks: list[asyncio.Task[None]] = []
+        self._listen: Callable[[], AsyncIterator[str]] | None = None
+
+    def lead(self, owner: str, lease: float, poll_interval: float,
+             listen: Callable[[], AsyncIterator[str]] | None = None) -> None:  # fmt: skip
+        """Send in a cluster: only the subscriptions whose lease ``owner`` holds, their
+        deliveries read from the store. ``listen``: an async iterator factory of the store's
+        NOTIFY payloads (any one wakes the poll); call before :meth:`start`."""
+        self.owner = owner
+        self._lease, self._poll_interval = lease, poll_interval
+        self._listen = listen
+
+    def holds(self, sub_id: int) -> bool:
+        """Whether this bridge may send the subscription's deliveries now."""
+        return self.owner is None or (sub_id in self._held and time.monotonic() < self._held_until)
 
     def reconfigure(self, config: DeliveryConfig) -> None:
         """Use new delivery settings (a reload) from the next attempt on: timeouts,
@@ -186,7 +224,18 @@ class Dispatcher:
     # ---- queueing --------------------------------------------------------------------
 
     def push(self, deliveries: Iterable[Delivery]) -> None:
-        """Queue deliveries just committed (as :meth:`Store.enqueue_many` returned them)."""
+        """Queue deliveries just committed (as :meth:`Store.enqueue_many` returned them).
+        In a cluster, the subscriptions held here read them back from the store instead
+        (with what other bridges committed before them, in id order)."""
+        if self.owner is not None:
+            for sub_id in {d.subscription_id for d in deliveries}:
+                if self.holds(sub_id):
+                    q = self._queue(sub_id)
+                    q.spilled = True
+                    self._run(sub_id, q)
+                elif sub_id not in self._leased_over:  # a new subscription: its lease is free
+                    self._renew_now.set()
+            return
         for d in deliveries:
             q = self._queue(d.subscription_id)
             if q.spilled or len(q.items) >= self.WINDOW:
@@ -201,6 +250,8 @@ class Dispatcher:
         left, failed ones put back by the API or the CLI) and send them."""
         self.flush()
         for sub_id in self.store.pending_subscriptions():
+            if not self.holds(sub_id):
+                continue
             q = self._queue(sub_id)
             self._load(sub_id, q)
             if q.items:
@@ -234,9 +285,95 @@ class Dispatcher:
 
     def start(self) -> None:
         """Resume what the store holds, then watch it for writes of other processes."""
+        if self.owner is not None and not self._cluster_tasks:
+            self._cluster_tasks = [asyncio.ensure_future(t) for t in (self._leases(), self._polls())]
+            if self._listen is not None:
+                self._cluster_tasks.append(asyncio.ensure_future(self._notified()))
         self.wake()
         if self._watch is None:
             self._watch = asyncio.ensure_future(self._watch_store())
+
+    # ---- a cluster (issue 19) ----------------------------------------------------------
+
+    def _renew(self) -> None:
+        """Take or renew the leases; forget the queues of subscriptions no longer held."""
+        started = time.monotonic()
+        assert self.owner is not None
+        self.store.refresh()
+        self._leased_over = {sub.id for sub in self.store.all_subscriptions()}
+        held = self.store.take_leases(self.owner, self._lease)  # type: ignore[attr-defined]
+        # sure until a third of the lease before it expires (renewed every third)
+        self._held_until = started + self._lease * 2 / 3
+        lost, new = self._held - held, held - self._held
+        self._held = held
+        for sub_id in lost:
+            self._drop(sub_id)
+        if lost or new:
+            log.info("subscription leases: %d held (%d taken, %d lost)", len(held), len(new), len(lost))
+        if new:
+            self.wake()
+
+    def _drop(self, sub_id: int) -> None:
+        """Forget what is queued here for a subscription (another bridge sends it now)."""
+        q = self._queues.get(sub_id)
+        if q is not None:
+            for d in q.items:
+                self._known.discard(d.id)
+            q.items.clear()
+            q.spilled = False
+
+    async def _leases(self) -> None:
+        while True:
+            try:
+                self._renew()
+            except StoreError as err:
+                log.error("%s; this bridge sends nothing once its leases are no longer sure", err)
+            except Exception:  # a bug must not end the renewals (the leases would pass)
+                log.exception("renewing the subscription leases failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._renew_now.wait(), self._lease / 3)
+            self._renew_now.clear()
+
+    async def _polls(self) -> None:
+        """Every poll interval, or sooner when another bridge NOTIFYs: read the store for
+        deliveries of the subscriptions held here."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poke.wait(), self._poll_interval)
+            self._poke.clear()
+            try:
+                self._poll()
+            except StoreError as err:
+                log.error("cannot read the outbox: %s", err)
+            except Exception:
+                log.exception("reading the outbox failed")
+
+    def _poll(self) -> None:
+        self.store.refresh()  # (a subscription another bridge's API made, changed or deleted)
+        self.flush()
+        for sub_id in self.store.pending_subscriptions():
+            if not self.holds(sub_id):
+                continue
+            q = self._queue(sub_id)
+            if q.task is not None and not q.task.done():
+                q.spilled = True  # its worker reads the store once its queue has drained
+                continue
+            self._load(sub_id, q)
+            if q.items:
+                self._run(sub_id, q)
+
+    async def _notified(self) -> None:
+        """Wake the poll when another bridge committed deliveries (LISTEN; reconnects)."""
+        assert self._listen is not None
+        while True:
+            try:
+                async for payload in self._listen():
+                    if payload != self.owner:
+                        self._poke.set()
+            except Exception as err:  # a dropped connection: polling goes on meanwhile
+                log.warning("LISTEN for other bridges' deliveries failed (%s); polling every %g s, "
+                            "listening again in 5 s", err, self._poll_interval)  # fmt: skip
+            await asyncio.sleep(5)
 
     async def _watch_store(self) -> None:
         version = self.store.data_version()
@@ -263,15 +400,23 @@ class Dispatcher:
     async def close(self) -> None:
         if self._watch is not None:
             self._watch.cancel()
+        for task in self._cluster_tasks:
+            task.cancel()
         tasks = [q.task for q in self._queues.values() if q.task is not None]
         tasks += [t for q in self._queues.values() for t in q.in_flight]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, *self._cluster_tasks, return_exceptions=True)
         self.flush()
         if self._flush_at is not None:
             self._flush_at.cancel()
             self._flush_at = None
+        if self.owner is not None:  # outcomes written: another bridge may take over at once
+            try:
+                self.store.release_leases(self.owner)  # type: ignore[attr-defined]
+            except StoreError as err:
+                log.warning("%s: the other bridges take them over once they expire", err)
+            self._held.clear()
 
     # ---- outcomes --------------------------------------------------------------------
 
@@ -390,6 +535,9 @@ class Dispatcher:
                 self._load(sub_id, q)
                 if not q.items:
                     return
+            if not self.holds(sub_id):  # its lease passed (or may have): another bridge sends it
+                self._drop(sub_id)
+                return
             sub = self.store.subscription_by_id(sub_id)
             if sub is not None and sub.ordering == "parallel":
                 await self._parallel(sub, q)
@@ -431,6 +579,8 @@ class Dispatcher:
                     await asyncio.sleep(wait)
                     await slots.acquire()
                     held = True
+                if not self.holds(d.subscription_id):  # its lease passed: left pending for the holder
+                    return
                 again = await self._attempt(d)
                 if again is None:
                     return
@@ -469,6 +619,9 @@ class Dispatcher:
     async def _attempt(self, d: Delivery) -> Delivery | None:
         """One attempt; the delivery to try again later (a retry), or None when it is done."""
         sub = self.store.subscription_by_id(d.subscription_id)
+        if sub is None and self.owner is not None:  # made by another bridge's API just now?
+            self.store.refresh()
+            sub = self.store.subscription_by_id(d.subscription_id)
         if sub is None or not sub.enabled:
             self._mark(d.id, "failed", d.attempts, error="subscription deleted or disabled")
             self.outcomes["failed"] += 1

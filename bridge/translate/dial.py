@@ -69,6 +69,8 @@ class DialRules(Wire):
         if call is None:
             call = Call(call_id=linkedid, linkedid=linkedid)
             self.calls[linkedid] = call
+            if linkedid != uid:  # its first channel is older than the stream: not seen whole
+                self.partial.add(linkedid)
         tech, device = device_of(name)
         exten = msg.get("Exten", "")
         chan = Channel(uid=uid, name=name, call=call, tech=tech, device=device, is_local=tech == "Local",
@@ -171,6 +173,8 @@ class DialRules(Wire):
             return
         consultation = Call(call_id=local1.uid, linkedid=local1.uid)
         self.calls[local1.uid] = consultation
+        if origin.call.call_id in self.partial:
+            self.partial.add(local1.uid)
         self._join_call(local1, consultation)
         self._join_call(caller, consultation)
         fields = {

@@ -37,6 +37,10 @@ class State:
         #: DialBegins of a consultation that wait for the transferer to join its bridge
         self._held: list[tuple[Message, int]] = []
         self._last_ts = 0
+        #: CallIDs of calls not seen whole: their first channel was up before the stream
+        #: began (or they were in progress at a :meth:`Translator.mark_partial`); a cluster's
+        #: bridge leaves their events to a bridge that saw them whole (issue 19)
+        self.partial: set[str] = set()
         self.problems: list[str] = []
         #: collect :class:`Recording`s (the daemon takes them with each batch of events;
         #: a replay does not, and keeps nothing)

@@ -210,6 +210,16 @@ class Translator(
         self.problems.append(f"resync: {len(gone)} channel(s) ended during the AMI outage")
         return out
 
+    def mark_partial(self) -> None:
+        """Every call in progress is no longer seen whole (an AMI outage: what happened
+        meanwhile is unknown), so :attr:`partial` names it (issue 19)."""
+        self.partial.update(call.call_id for call in self.calls.values())
+
+    def forget_partial(self) -> None:
+        """Forget the partial calls that ended, once no hangup of theirs waits."""
+        if self.partial and not self.waiting:
+            self.partial &= {call.call_id for call in self.calls.values()}
+
     @property
     def active_calls(self) -> int:
         return len(self.calls)
