@@ -853,14 +853,19 @@ class Store:
                 ).fetchone()
                 if row is None:
                     return None
-                cur = self.db.execute(
-                    "INSERT INTO deliveries (event_id, subscription_id) VALUES (?, ?)", (row[0], row[1])
-                )
-                self._last_ids.clear()
+                new_id = self._insert_delivery(row[0], row[1])
         except DB_ERRORS as err:
             raise StoreError(f"cannot resend delivery {delivery_id} in {self.path}: {err}") from err
+        return Delivery(new_id, row[0], row[1], 0, 0.0, json.loads(row[2]))
+
+    def _insert_delivery(self, event_id: int, subscription_id: int) -> int:
+        """A new pending delivery, inside the caller's transaction; its id."""
+        cur = self.db.execute(
+            "INSERT INTO deliveries (event_id, subscription_id) VALUES (?, ?)", (event_id, subscription_id)
+        )
+        self._last_ids.clear()
         assert cur.lastrowid is not None
-        return Delivery(cur.lastrowid, row[0], row[1], 0, 0.0, json.loads(row[2]))
+        return cur.lastrowid
 
     def recover(self, subscription_id: int, since_us: int) -> int:
         """Put back in the queue every failed delivery of a subscription whose event is not

@@ -429,25 +429,14 @@ class PgStore(Store):
         assert row is not None
         return dataclasses.replace(sub, id=int(row[0]))
 
-    def resend(self, delivery_id: int) -> Delivery | None:
-        try:
-            with self._write():
-                row = self.db.execute(
-                    "SELECT d.event_id, d.subscription_id, e.payload FROM deliveries d "
-                    "JOIN events e ON e.id = d.event_id WHERE d.id = ? AND d.state != 'pending'",
-                    (delivery_id,),
-                ).fetchone()
-                if row is None:
-                    return None
-                new = self.db.execute(
-                    "INSERT INTO deliveries (event_id, subscription_id) VALUES (?, ?) RETURNING id",
-                    (row[0], row[1]),
-                ).fetchone()
-                self.db.execute("UPDATE store_versions SET version = version + 1 WHERE name = 'deliveries'")
-        except psycopg.Error as err:
-            raise StoreError(f"cannot resend delivery {delivery_id} in {self.path}: {err}") from err
+    def _insert_delivery(self, event_id: int, subscription_id: int) -> int:
+        new = self.db.execute(
+            "INSERT INTO deliveries (event_id, subscription_id) VALUES (?, ?) RETURNING id",
+            (event_id, subscription_id),
+        ).fetchone()
+        self.db.execute("UPDATE store_versions SET version = version + 1 WHERE name = 'deliveries'")
         assert new is not None
-        return Delivery(int(new[0]), row[0], row[1], 0, 0.0, json.loads(row[2]))
+        return int(new[0])
 
     def _wanted(self, batch: list[tuple[int, dict[str, Any]]]) -> int:
         """How many deliveries the events of ``batch`` make (the subscriptions in memory)."""
